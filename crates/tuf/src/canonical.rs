@@ -385,7 +385,7 @@ impl Canonicalizer<'_, '_> {
             let run = rest
                 .iter()
                 .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-                .ok_or_else(|| CanonicalError {
+                .ok_or(CanonicalError {
                     offset: self.input.len(),
                     kind: CanonicalErrorKind::UnexpectedEnd,
                 })?;

@@ -240,9 +240,13 @@ pub trait Role: Canonical + DeserializeOwned + Clone + Send + Sync + 'static {
     fn check_structure(&self, role: &RoleName) -> Result<(), String>;
 }
 
+/// The `_type` field: checked on parse, written from [`Role::TYPE`], carries no data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct TypeTag;
+
 macro_rules! type_tag {
     ($fn:ident, $name:literal) => {
-        fn $fn<'de, D: Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+        fn $fn<'de, D: Deserializer<'de>>(d: D) -> Result<TypeTag, D::Error> {
             let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
             if s != $name {
                 return Err(D::Error::custom(format!(
@@ -251,7 +255,7 @@ macro_rules! type_tag {
                     $name
                 )));
             }
-            Ok(())
+            Ok(TypeTag)
         }
     };
 }
@@ -264,7 +268,7 @@ type_tag!(timestamp_type, "Timestamp");
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Root {
     #[serde(rename = "_type", deserialize_with = "root_type")]
-    _type: (),
+    type_tag: TypeTag,
     #[serde(default)]
     pub consistent_snapshot: bool,
     pub expires: DateTime,
@@ -276,7 +280,7 @@ pub struct Root {
 impl Root {
     pub fn new(expires: DateTime, version: u64) -> Self {
         Root {
-            _type: (),
+            type_tag: TypeTag,
             consistent_snapshot: false,
             expires,
             keys: BTreeMap::new(),
@@ -448,7 +452,7 @@ impl Canonical for Delegations {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Targets {
     #[serde(rename = "_type", deserialize_with = "targets_type")]
-    _type: (),
+    type_tag: TypeTag,
     #[serde(default)]
     pub delegations: Delegations,
     pub expires: DateTime,
@@ -460,7 +464,7 @@ pub struct Targets {
 impl Targets {
     pub fn new(expires: DateTime, version: u64) -> Self {
         Targets {
-            _type: (),
+            type_tag: TypeTag,
             delegations: Delegations::default(),
             expires,
             targets: BTreeMap::new(),
@@ -531,7 +535,7 @@ impl Role for Targets {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Snapshot {
     #[serde(rename = "_type", deserialize_with = "snapshot_type")]
-    _type: (),
+    type_tag: TypeTag,
     pub expires: DateTime,
     pub meta: BTreeMap<RoleName, FileMeta>,
     pub version: u64,
@@ -540,7 +544,7 @@ pub struct Snapshot {
 impl Snapshot {
     pub fn new(expires: DateTime, version: u64) -> Self {
         Snapshot {
-            _type: (),
+            type_tag: TypeTag,
             expires,
             meta: BTreeMap::new(),
             version,
@@ -591,7 +595,7 @@ impl Role for Snapshot {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Timestamp {
     #[serde(rename = "_type", deserialize_with = "timestamp_type")]
-    _type: (),
+    type_tag: TypeTag,
     pub expires: DateTime,
     pub meta: BTreeMap<RoleName, FileMeta>,
     pub version: u64,
@@ -602,7 +606,7 @@ impl Timestamp {
         let mut meta = BTreeMap::new();
         meta.insert(RoleName::snapshot(), snapshot);
         Timestamp {
-            _type: (),
+            type_tag: TypeTag,
             expires,
             meta,
             version,

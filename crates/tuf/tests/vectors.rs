@@ -3,6 +3,8 @@
 //! signature verifies, one flipped byte breaks it, every file re-serializes byte for byte,
 //! snapshot/timestamp meta matches the files, and the root chain verifies.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
