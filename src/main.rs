@@ -1,14 +1,37 @@
 //! `notarium`: Docker Content Trust without the daemon.
 #![forbid(unsafe_code)]
 
-use clap::Parser;
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
 
 /// Docker Content Trust: a Notary v1 trust server, an OCI registry and a daemonless
 /// `docker trust` client, in one binary.
 #[derive(Parser)]
 #[command(name = "notarium", version, about, long_about = None)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _cli = Cli::parse();
+#[derive(Subcommand)]
+enum Command {
+    /// Run the trust server (Notary v1 API) on one port.
+    Server(cmd::server::ServerArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Server(args) => cmd::server::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -8,10 +8,13 @@
 //! * [`key`]: public keys, key IDs, signature verification;
 //! * [`metadata`]: the four role types and the signed envelope;
 //! * [`verify`]: thresholds, expiry, root trust; the only constructor of [`Verified`];
-//! * [`sign`]: producing signatures with keys held elsewhere.
+//! * [`sign`]: producing signatures with keys held elsewhere;
+//! * [`edit`]: building and changing metadata (roots, delegations, targets);
+//! * [`upload`]: the server's validation of an uploaded update.
 #![forbid(unsafe_code)]
 
 pub mod canonical;
+pub mod edit;
 pub mod error;
 pub mod hash;
 pub mod key;
@@ -19,6 +22,7 @@ pub mod metadata;
 pub mod names;
 pub mod sign;
 pub mod time;
+pub mod upload;
 pub mod verify;
 pub mod x509;
 

@@ -1,0 +1,138 @@
+//! Server configuration: an optional TOML file, overridden by command-line flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// The TOML file (every field optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub addr: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_san: Vec<String>,
+    pub insecure_http: Option<bool>,
+    /// Passphrase sealing server-held keys (or `NOTARIUM_KEY_PASSPHRASE`).
+    pub key_passphrase: Option<String>,
+    /// `ed25519` (default) or `ecdsa`.
+    pub key_algorithm: Option<String>,
+    /// PBKDF2 iterations for a new data directory's master key.
+    pub kdf_iterations: Option<u32>,
+    #[serde(default)]
+    pub gun_prefixes: Vec<String>,
+    pub max_upload_bytes: Option<u64>,
+    pub max_version_jump: Option<u64>,
+    pub cache_current_secs: Option<u32>,
+    pub cache_consistent_secs: Option<u32>,
+}
+
+/// The resolved settings the server runs with.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_san: Vec<String>,
+    pub insecure_http: bool,
+    pub key_passphrase: Option<String>,
+    pub dev: bool,
+    pub key_algorithm: keys::Algorithm,
+    pub kdf_iterations: u32,
+    pub gun_prefixes: Vec<String>,
+    pub max_upload_bytes: u64,
+    pub max_version_jump: u64,
+    pub cache_current_secs: u32,
+    pub cache_consistent_secs: u32,
+}
+
+pub const DEFAULT_ADDR: &str = "127.0.0.1:4443";
+pub const DEFAULT_DATA_DIR: &str = "./notarium-data";
+/// Notary's download cap for metadata is 100 MiB; an upload holds a few files.
+pub const DEFAULT_MAX_UPLOAD: u64 = 256 << 20;
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            addr: DEFAULT_ADDR
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 4443))),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            tls_cert: None,
+            tls_key: None,
+            tls_san: Vec::new(),
+            insecure_http: false,
+            key_passphrase: None,
+            dev: false,
+            key_algorithm: keys::Algorithm::Ed25519,
+            kdf_iterations: crate::secrets::DEFAULT_KDF_ITERATIONS,
+            gun_prefixes: Vec::new(),
+            max_upload_bytes: DEFAULT_MAX_UPLOAD,
+            max_version_jump: tuf::upload::Limits::default().max_version_jump,
+            cache_current_secs: 300,
+            cache_consistent_secs: 2_592_000,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Apply a config file's settings over the defaults.
+    pub fn apply_file(&mut self, f: FileConfig) -> Result<(), String> {
+        if let Some(v) = f.addr {
+            self.addr = v;
+        }
+        if let Some(v) = f.data_dir {
+            self.data_dir = v;
+        }
+        self.tls_cert = f.tls_cert.or(self.tls_cert.take());
+        self.tls_key = f.tls_key.or(self.tls_key.take());
+        self.tls_san.extend(f.tls_san);
+        if let Some(v) = f.insecure_http {
+            self.insecure_http = v;
+        }
+        if f.key_passphrase.is_some() {
+            self.key_passphrase = f.key_passphrase;
+        }
+        if let Some(a) = f.key_algorithm {
+            self.key_algorithm = parse_algorithm(&a)?;
+        }
+        if let Some(v) = f.kdf_iterations {
+            self.kdf_iterations = v.max(1);
+        }
+        self.gun_prefixes.extend(f.gun_prefixes);
+        for p in &self.gun_prefixes {
+            if !p.ends_with('/') || p.starts_with('/') || p.starts_with("..") {
+                return Err(format!(
+                    "gun prefix {p:?} must end with '/' and not start with '/' or '..'"
+                ));
+            }
+        }
+        if let Some(v) = f.max_upload_bytes {
+            self.max_upload_bytes = v;
+        }
+        if let Some(v) = f.max_version_jump {
+            self.max_version_jump = v.max(1);
+        }
+        if let Some(v) = f.cache_current_secs {
+            self.cache_current_secs = v.min(31_536_000);
+        }
+        if let Some(v) = f.cache_consistent_secs {
+            self.cache_consistent_secs = v.min(31_536_000);
+        }
+        Ok(())
+    }
+}
+
+pub fn parse_algorithm(s: &str) -> Result<keys::Algorithm, String> {
+    match s {
+        "ed25519" => Ok(keys::Algorithm::Ed25519),
+        "ecdsa" => Ok(keys::Algorithm::Ecdsa),
+        other => Err(format!(
+            "key algorithm {other:?}: expected ed25519 or ecdsa"
+        )),
+    }
+}

@@ -1,0 +1,399 @@
+//! HTTP: one fallback handler dispatches on [`crate::route::parse`], so the trust API and
+//! the registry share `/v2/` by grammar, not by router order.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use futures_util::TryStreamExt as _;
+use http::{header, HeaderValue, Method, StatusCode};
+use tuf::Gun;
+
+use crate::errors::{ApiError, Code};
+use crate::metrics::Operation;
+use crate::route::{self, Route, TufFile};
+use crate::storage::StoredFile;
+use crate::App;
+
+/// The axum router: every request goes through [`dispatch`].
+pub fn router(app: Arc<App>) -> axum::Router {
+    axum::Router::new().fallback(dispatch).with_state(app)
+}
+
+async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
+    let started = Instant::now();
+    let route = route::parse(req.uri().path());
+    let method = req.method().clone();
+    let (op, resp) = handle(&app, route, req).await;
+    let mut resp = match resp {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    if let Some(op) = op {
+        app.metrics
+            .observe(op, resp.status().as_u16(), started.elapsed());
+    }
+    if method == Method::HEAD {
+        *resp.body_mut() = Body::empty();
+    }
+    resp
+}
+
+type Handled = (Option<Operation>, Result<Response, ApiError>);
+
+async fn handle(app: &App, route: Route, req: Request) -> Handled {
+    let m = req.method().clone();
+    match (route, m) {
+        (Route::Base, Method::GET | Method::HEAD) => (None, Ok(base())),
+        (Route::Health, Method::GET) => (None, Ok(health(app).await)),
+        (Route::Metrics, Method::GET) => (None, Ok(app.metrics.render())),
+        (Route::Repository(gun), Method::POST) => {
+            (Some(Operation::UpdateTuf), update(app, &gun, req).await)
+        }
+        (Route::Repository(gun), Method::DELETE) => (
+            Some(Operation::DeleteTuf),
+            app.trust.delete(&gun).await.map(|()| empty_ok()),
+        ),
+        (Route::File(gun, file), Method::GET) => get_file(app, &gun, file).await,
+        (Route::File(gun, TufFile::Key(role)), Method::POST) => (
+            Some(Operation::RotateKey),
+            app.trust.key(&gun, &role, true).await.map(key_response),
+        ),
+        (Route::Changefeed(gun), Method::GET) => (
+            Some(Operation::Changefeed),
+            changefeed(app, gun.as_ref(), req.uri().query()).await,
+        ),
+        (Route::BadGun(g), Method::POST | Method::DELETE) => (None, {
+            drain(req).await;
+            Err(ApiError::with_detail(
+                Code::InvalidGun,
+                serde_json::Value::String(match Gun::new(&g) {
+                    Err(e) => e.to_string(),
+                    Ok(_) => "invalid repository name".into(),
+                }),
+            ))
+        }),
+        (Route::BadGun(_), _) => (None, Err(ApiError::not_found())),
+        _ => (None, Err(ApiError::no_route())),
+    }
+}
+
+/// Read and discard a small request body before answering an error, so HTTP/2 clients
+/// see the answer rather than a reset stream. Large bodies are not read.
+async fn drain(req: Request) {
+    use http_body_util::BodyExt as _;
+    let _ = http_body_util::Limited::new(req.into_body(), 1 << 20)
+        .collect()
+        .await;
+}
+
+fn base() -> Response {
+    let mut r = (StatusCode::OK, "{}").into_response();
+    r.headers_mut().insert(
+        "Docker-Distribution-Api-Version",
+        HeaderValue::from_static("registry/2.0"),
+    );
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn empty_ok() -> Response {
+    StatusCode::OK.into_response()
+}
+
+async fn health(app: &App) -> Response {
+    match app.trust.storage.ping().await {
+        Ok(()) => (StatusCode::OK, "{}").into_response(),
+        Err(e) => {
+            let body = serde_json::json!({"DB operational": e.to_string()}).to_string();
+            (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+        }
+    }
+}
+
+async fn get_file(app: &App, gun: &Gun, file: TufFile) -> Handled {
+    match file {
+        TufFile::Current(role) => (
+            Some(Operation::GetRole),
+            app.trust
+                .current(gun, &role)
+                .await
+                .map(|f| metadata_response(app, f, false)),
+        ),
+        TufFile::Checksum(role, sha) => (
+            Some(Operation::GetRoleByHash),
+            app.trust
+                .by_checksum(gun, &role, &sha)
+                .await
+                .map(|f| metadata_response(app, f, true)),
+        ),
+        TufFile::Version(role, v) => (
+            Some(Operation::GetRoleByVersion),
+            app.trust
+                .by_version(gun, &role, v)
+                .await
+                .map(|f| metadata_response(app, f, true)),
+        ),
+        TufFile::Key(role) => (
+            Some(Operation::GetKey),
+            app.trust.key(gun, &role, false).await.map(key_response),
+        ),
+    }
+}
+
+fn key_response(k: tuf::PublicKey) -> Response {
+    let mut r = (StatusCode::OK, tuf::key::key_endpoint_json(&k)).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// Go's `time.RFC1123` layout (zone abbreviation `UTC`, as the reference sends it).
+pub fn rfc1123_utc(unix_secs: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(unix_secs)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} UTC",
+        DAYS[t.weekday().number_days_from_monday() as usize],
+        t.day(),
+        MONTHS[u8::from(t.month()) as usize - 1],
+        t.year(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+fn metadata_response(app: &App, f: StoredFile, consistent: bool) -> Response {
+    let mut r = (
+        StatusCode::OK,
+        Body::from(bytes::Bytes::from_owner(ArcBytes(f.data))),
+    )
+        .into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let max_age = if consistent {
+        app.config.cache_consistent_secs
+    } else {
+        app.config.cache_current_secs
+    };
+    let cc = if max_age == 0 {
+        h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        "max-age=0, no-cache, no-store".to_owned()
+    } else if consistent {
+        format!("public, max-age={max_age}, s-maxage={max_age}")
+    } else {
+        format!("public, max-age={max_age}, s-maxage={max_age}, must-revalidate")
+    };
+    if let Ok(v) = HeaderValue::from_str(&cc) {
+        h.insert(header::CACHE_CONTROL, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&rfc1123_utc(f.created_at)) {
+        h.insert(header::LAST_MODIFIED, v);
+    }
+    r
+}
+
+/// Lets a response body share the stored bytes without copying them.
+struct ArcBytes(Arc<[u8]>);
+
+impl AsRef<[u8]> for ArcBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+async fn update(app: &App, gun: &Gun, req: Request) -> Result<Response, ApiError> {
+    if !app.config.gun_prefixes.is_empty()
+        && !app
+            .config
+            .gun_prefixes
+            .iter()
+            .any(|p| gun.as_str().starts_with(p.as_str()))
+    {
+        drain(req).await;
+        return Err(ApiError::with_detail(
+            Code::InvalidGun,
+            serde_json::Value::String(format!(
+                "Require GUNs with prefix: {:?}",
+                app.config.gun_prefixes
+            )),
+        ));
+    }
+    let parts = read_multipart(req, app.config.max_upload_bytes).await?;
+    app.trust.update(gun, parts).await?;
+    Ok(empty_ok())
+}
+
+/// Read every part of a multipart upload: (filename, bytes). The filename is taken verbatim
+/// (a delegation's `targets/releases` keeps its slash). The whole body is bounded.
+async fn read_multipart(req: Request, limit: u64) -> Result<Vec<(String, Vec<u8>)>, ApiError> {
+    let malformed =
+        |msg: String| ApiError::with_detail(Code::MalformedUpload, serde_json::Value::String(msg));
+    let ct = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let boundary = multer::parse_boundary(ct)
+        .map_err(|e| malformed(format!("not multipart/form-data: {e}")))?;
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > limit {
+            return Err(too_large(limit));
+        }
+    }
+    let stream = req
+        .into_body()
+        .into_data_stream()
+        .map_err(std::io::Error::other);
+    let constraints =
+        multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(limit));
+    let mut mp = multer::Multipart::with_constraints(stream, boundary, constraints);
+    let mut parts = Vec::new();
+    loop {
+        let field = match mp.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(multer::Error::StreamSizeExceeded { .. }) => return Err(too_large(limit)),
+            Err(e) => return Err(malformed(e.to_string())),
+        };
+        let name = field.file_name().unwrap_or("").to_owned();
+        if name.is_empty() {
+            return Err(ApiError::new(Code::NoFilename));
+        }
+        if parts.len() >= 1000 {
+            return Err(malformed("more than 1000 parts".into()));
+        }
+        let data = match field.bytes().await {
+            Ok(b) => b.to_vec(),
+            Err(multer::Error::StreamSizeExceeded { .. }) => return Err(too_large(limit)),
+            Err(e) => return Err(malformed(e.to_string())),
+        };
+        parts.push((name, data));
+    }
+    Ok(parts)
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError {
+        code: Code::MalformedUpload,
+        detail: Some(serde_json::Value::String(format!(
+            "request body larger than {limit} bytes"
+        ))),
+        status: Some(StatusCode::PAYLOAD_TOO_LARGE),
+    }
+}
+
+async fn changefeed(
+    app: &App,
+    gun: Option<&Gun>,
+    query: Option<&str>,
+) -> Result<Response, ApiError> {
+    let bad = |msg: String| {
+        ApiError::with_detail(Code::InvalidParameters, serde_json::Value::String(msg))
+    };
+    let mut records: Option<&str> = None;
+    let mut change_id: Option<&str> = None;
+    for pair in query.unwrap_or("").split('&') {
+        match pair.split_once('=') {
+            Some(("records", v)) => records = Some(v),
+            Some(("change_id", v)) => change_id = Some(v),
+            _ => {}
+        }
+    }
+    let records: i32 = records
+        .unwrap_or("")
+        .parse()
+        .map_err(|e| bad(format!("invalid records parameter: {e}")))?;
+    let records = if records == 0 { 100 } else { records as i64 };
+    let change_id: i64 = match change_id {
+        None | Some("") => 0,
+        Some(v) => v
+            .parse()
+            .map_err(|e| bad(format!("invalid change_id parameter: {e}")))?,
+    };
+    let changes = app
+        .trust
+        .storage
+        .changes(gun, change_id, records)
+        .await
+        .map_err(|e| ApiError::internal(Code::Unknown, e))?;
+    let records: Vec<FeedRecord> = changes
+        .into_iter()
+        .map(|c| FeedRecord {
+            id: c.id.to_string(),
+            created_at: tuf::DateTime::from_unix_secs(c.created_at)
+                .format()
+                .unwrap_or_default(),
+            gun: c.gun,
+            version: c.version,
+            sha256: c.sha256,
+            category: c.category,
+        })
+        .collect();
+    let body = serde_json::to_string(&Feed {
+        count: records.len(),
+        records,
+    })
+    .map_err(|e| ApiError::internal(Code::Unknown, e))?;
+    let mut r = (StatusCode::OK, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
+}
+
+/// The changefeed's JSON, with Go's field names and order.
+#[derive(serde::Serialize)]
+struct Feed {
+    count: usize,
+    records: Vec<FeedRecord>,
+}
+
+#[derive(serde::Serialize)]
+struct FeedRecord {
+    #[serde(rename = "ID")]
+    id: String,
+    #[serde(rename = "CreatedAt")]
+    created_at: String,
+    #[serde(rename = "GUN")]
+    gun: String,
+    #[serde(rename = "Version")]
+    version: u64,
+    #[serde(rename = "SHA256")]
+    sha256: String,
+    #[serde(rename = "Category")]
+    category: String,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc1123_like_go() {
+        assert_eq!(super::rfc1123_utc(0), "Thu, 01 Jan 1970 00:00:00 UTC");
+        assert_eq!(
+            super::rfc1123_utc(1_764_033_600),
+            "Tue, 25 Nov 2025 01:20:00 UTC"
+        );
+    }
+}

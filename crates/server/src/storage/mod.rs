@@ -1,0 +1,120 @@
+//! Where the server keeps everything: TUF files (every version, forever), the changefeed,
+//! server-held private keys (sealed), settings. One trait, one module per backend.
+
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tuf::{Gun, RoleName};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A write's version is not newer than what is stored (HTTP 400 `VERSION`).
+    #[error("{role}: version {version} is not newer than the stored version")]
+    Version { role: String, version: u64 },
+    /// A uniqueness conflict that is not a version conflict (e.g. a key created twice).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("database: {0}")]
+    Db(String),
+}
+
+impl From<sqlx::Error> for StorageError {
+    fn from(e: sqlx::Error) -> Self {
+        StorageError::Db(e.to_string())
+    }
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// One stored version of a role file.
+#[derive(Debug, Clone)]
+pub struct StoredFile {
+    pub data: Arc<[u8]>,
+    pub version: u64,
+    pub sha256: String,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// A file to write.
+#[derive(Debug, Clone)]
+pub struct NewFile {
+    pub role: RoleName,
+    pub version: u64,
+    pub data: Arc<[u8]>,
+}
+
+/// A changefeed record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub id: i64,
+    pub created_at: i64,
+    pub gun: String,
+    pub version: u64,
+    pub sha256: String,
+    pub category: String,
+}
+
+/// A server-held private key, sealed with the server's master key.
+#[derive(Debug, Clone)]
+pub struct KeyRecord {
+    pub key_id: String,
+    pub gun: String,
+    pub role: String,
+    pub algorithm: String,
+    pub sealed: Vec<u8>,
+    pub created_at: i64,
+}
+
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// The highest stored version of a role.
+    async fn current(&self, gun: &Gun, role: &RoleName) -> Result<Option<StoredFile>>;
+    /// The version of a role whose SHA-256 (lower-case hex) is `sha256`.
+    async fn by_checksum(
+        &self,
+        gun: &Gun,
+        role: &RoleName,
+        sha256: &str,
+    ) -> Result<Option<StoredFile>>;
+    async fn by_version(
+        &self,
+        gun: &Gun,
+        role: &RoleName,
+        version: u64,
+    ) -> Result<Option<StoredFile>>;
+    /// Write all files in one transaction, or none. Every file's version must be newer
+    /// than every stored version of its role. A timestamp write adds a changefeed record.
+    async fn commit(&self, gun: &Gun, files: &[NewFile]) -> Result<()>;
+    /// Delete every file and key of a repository; records a deletion in the changefeed
+    /// when anything was deleted.
+    async fn delete_repository(&self, gun: &Gun) -> Result<bool>;
+    /// Changefeed records after (`records > 0`) or before (`records < 0`) `change_id`,
+    /// oldest first. `change_id < 0` means "from the latest".
+    async fn changes(&self, gun: Option<&Gun>, change_id: i64, records: i64)
+        -> Result<Vec<Change>>;
+
+    async fn insert_key(&self, key: &KeyRecord) -> Result<()>;
+    async fn delete_key(&self, key_id: &str) -> Result<()>;
+    async fn key(&self, key_id: &str) -> Result<Option<KeyRecord>>;
+    async fn keys_for(&self, gun: &Gun) -> Result<Vec<KeyRecord>>;
+    async fn pending_key(&self, gun: &Gun, role: &str) -> Result<Option<String>>;
+    /// Set the pending key of (gun, role) to `new` if it is currently `expected`
+    /// (compare-and-set; `None` = no pending key). Returns whether it was set.
+    async fn set_pending_key(
+        &self,
+        gun: &Gun,
+        role: &str,
+        expected: Option<&str>,
+        new: &str,
+    ) -> Result<bool>;
+
+    async fn setting(&self, name: &str) -> Result<Option<Vec<u8>>>;
+    /// Store a setting unless one exists; returns the value that is stored afterwards.
+    async fn init_setting(&self, name: &str, value: &[u8]) -> Result<Vec<u8>>;
+
+    /// Health check.
+    async fn ping(&self) -> Result<()>;
+}

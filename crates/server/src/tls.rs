@@ -1,0 +1,198 @@
+//! TLS for the server: the operator's certificate, or a CA and a server certificate that
+//! notarium makes on first start under `<data-dir>/tls/` and reuses afterwards.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("certificate generation: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> TlsError + '_ {
+    move |source| TlsError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Where the generated (or given) TLS material is.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The CA clients must trust (`None` when the operator supplied the certificate).
+    pub ca: Option<PathBuf>,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// SANs every generated server certificate carries.
+pub const DEFAULT_SANS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+fn san(name: &str) -> Result<SanType, TlsError> {
+    Ok(match name.parse::<IpAddr>() {
+        Ok(ip) => SanType::IpAddress(ip),
+        Err(_) => SanType::DnsName(
+            name.try_into()
+                .map_err(|_| TlsError::Invalid(format!("bad TLS SAN {name:?}")))?,
+        ),
+    })
+}
+
+fn write_file(path: &Path, data: &str, private: bool) -> Result<(), TlsError> {
+    if private {
+        keys::store::write_private_file(path, data.as_bytes())
+            .map_err(|e| TlsError::Invalid(e.to_string()))
+    } else {
+        std::fs::write(path, data).map_err(io(path))
+    }
+}
+
+/// Make (first start) or reuse the CA and server certificate under `dir`. The server
+/// certificate is re-issued by the same CA when `extra_sans` asks for names it lacks.
+pub fn ensure_generated(dir: &Path, extra_sans: &[String]) -> Result<TlsFiles, TlsError> {
+    keys::store::create_private_dir(dir).map_err(|e| TlsError::Invalid(e.to_string()))?;
+    let ca_crt = dir.join("ca.crt");
+    let ca_key = dir.join("ca.key");
+    let crt = dir.join("server.crt");
+    let key = dir.join("server.key");
+    let sans: Vec<String> = DEFAULT_SANS
+        .iter()
+        .map(|s| s.to_string())
+        .chain(extra_sans.iter().cloned())
+        .collect();
+
+    let (ca_cert, ca_kp) = if ca_crt.exists() && ca_key.exists() {
+        let kp = KeyPair::from_pem(&std::fs::read_to_string(&ca_key).map_err(io(&ca_key))?)?;
+        let params = CertificateParams::from_ca_cert_pem(
+            &std::fs::read_to_string(&ca_crt).map_err(io(&ca_crt))?,
+        )?;
+        (params.self_signed(&kp)?, kp)
+    } else {
+        let kp = KeyPair::generate()?;
+        let mut params = CertificateParams::default();
+        let mut suffix = [0u8; 4];
+        aws_lc_rs::rand::fill(&mut suffix)
+            .map_err(|_| TlsError::Invalid("no randomness".into()))?;
+        params.distinguished_name.push(
+            DnType::CommonName,
+            format!("notarium CA {}", hex::encode(suffix)),
+        );
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+        params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(3650);
+        let cert = params.self_signed(&kp)?;
+        write_file(&ca_key, &kp.serialize_pem(), true)?;
+        write_file(&ca_crt, &cert.pem(), false)?;
+        // A new CA invalidates any old server certificate.
+        let _ = std::fs::remove_file(&crt);
+        (cert, kp)
+    };
+
+    let covered = crt.exists() && key.exists() && {
+        let have = cert_sans(&std::fs::read(&crt).map_err(io(&crt))?);
+        sans.iter().all(|s| have.contains(&normalize_san(s)))
+    };
+    if !covered {
+        let kp = KeyPair::generate()?;
+        let mut params = CertificateParams::default();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "notarium");
+        params.subject_alt_names = sans.iter().map(|s| san(s)).collect::<Result<_, _>>()?;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+        params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(825);
+        let cert = params.signed_by(&kp, &ca_cert, &ca_kp)?;
+        write_file(&key, &kp.serialize_pem(), true)?;
+        write_file(&crt, &cert.pem(), false)?;
+    }
+    Ok(TlsFiles {
+        ca: Some(ca_crt),
+        cert: crt,
+        key,
+    })
+}
+
+fn normalize_san(s: &str) -> String {
+    s.parse::<IpAddr>()
+        .map(|ip| ip.to_string())
+        .unwrap_or_else(|_| s.to_ascii_lowercase())
+}
+
+/// The DNS names and IP addresses a PEM certificate is valid for.
+fn cert_sans(pem_text: &[u8]) -> Vec<String> {
+    use x509_parser::extensions::GeneralName;
+    let Ok(p) = pem::parse(pem_text) else {
+        return Vec::new();
+    };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(p.contents()) else {
+        return Vec::new();
+    };
+    let Ok(Some(ext)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    ext.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+            GeneralName::IPAddress(b) => match b.len() {
+                4 => Some(IpAddr::from(<[u8; 4]>::try_from(*b).ok()?).to_string()),
+                16 => Some(IpAddr::from(<[u8; 16]>::try_from(*b).ok()?).to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+/// A rustls server configuration (TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1).
+pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let cert_pem = std::fs::read(&files.cert).map_err(io(&files.cert))?;
+    let key_pem = std::fs::read(&files.key).map_err(io(&files.key))?;
+    let certs: Vec<_> = rustls_pemfile::certs(&mut cert_pem.as_slice())
+        .collect::<Result<_, _>>()
+        .map_err(io(&files.cert))?;
+    if certs.is_empty() {
+        return Err(TlsError::Invalid(format!(
+            "{}: no certificate",
+            files.cert.display()
+        )));
+    }
+    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+        .map_err(io(&files.key))?
+        .ok_or_else(|| TlsError::Invalid(format!("{}: no private key", files.key.display())))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Invalid(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsError::Invalid(format!("certificate and key: {e}")))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}

@@ -1,0 +1,8 @@
+//! Test support for notarium's integration tests (never shipped).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod repo;
+pub mod server;
+
+pub use repo::TestRepo;
+pub use server::TestServer;

@@ -1,0 +1,122 @@
+//! `notarium server`.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+use server::config::{FileConfig, ServerConfig};
+
+#[derive(Args)]
+pub struct ServerArgs {
+    /// TOML configuration file (flags override it).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:4443].
+    #[arg(long)]
+    addr: Option<SocketAddr>,
+    /// Where data, keys and generated TLS files live [default: ./notarium-data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Server certificate (PEM); without it notarium makes a CA and a certificate.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Extra name or IP for the generated certificate (repeatable).
+    #[arg(long, value_name = "NAME")]
+    tls_san: Vec<String>,
+    /// Serve plain HTTP (for use behind a TLS-terminating proxy).
+    #[arg(long)]
+    insecure_http: bool,
+    /// Development mode: allow running without NOTARIUM_KEY_PASSPHRASE (empty passphrase).
+    #[arg(long)]
+    dev: bool,
+    /// Algorithm of new server-held keys: ed25519 or ecdsa.
+    #[arg(long, value_name = "ALG")]
+    key_algorithm: Option<String>,
+}
+
+pub fn run(args: ServerArgs) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NOTARIUM_LOG")
+        .unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let mut config = ServerConfig::default();
+    if let Some(path) = &args.config {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let file: FileConfig =
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        config
+            .apply_file(file)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if let Some(a) = args.addr {
+        config.addr = a;
+    }
+    if let Some(d) = args.data_dir {
+        config.data_dir = d;
+    }
+    if args.tls_cert.is_some() {
+        config.tls_cert = args.tls_cert;
+        config.tls_key = args.tls_key;
+    }
+    config.tls_san.extend(args.tls_san);
+    config.insecure_http |= args.insecure_http;
+    config.dev = args.dev;
+    if let Some(a) = args.key_algorithm {
+        config.key_algorithm = server::config::parse_algorithm(&a)?;
+    }
+    if let Ok(p) = std::env::var("NOTARIUM_KEY_PASSPHRASE") {
+        config.key_passphrase = Some(p);
+    }
+    if config.dev && config.key_passphrase.is_none() {
+        eprintln!("warning: --dev: server keys are sealed with an empty passphrase");
+    }
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("runtime: {e}"))?;
+    rt.block_on(async move {
+        let app = server::App::open(config.clone(), Arc::new(tuf::SystemClock))
+            .await
+            .map_err(|e| e.to_string())?;
+        let tls = app.tls().map_err(|e| e.to_string())?;
+        let listener = tokio::net::TcpListener::bind(config.addr)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", config.addr))?;
+        let local = listener.local_addr().map_err(|e| e.to_string())?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let ca = match &tls {
+            Some((files, _)) => match &files.ca {
+                Some(ca) => format!(" (CA certificate: {})", ca.display()),
+                None => String::new(),
+            },
+            None => String::new(),
+        };
+        println!("notarium server ready at {scheme}://{local}{ca}");
+        let _ = std::io::stdout().flush();
+        server::serve(listener, app, tls.map(|t| t.1), shutdown_signal())
+            .await
+            .map_err(|e| e.to_string())
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down");
+}
