@@ -165,3 +165,51 @@ impl TestRepo {
 pub fn digest(s: &str) -> [u8; 32] {
     tuf::hash::sha256(s.as_bytes())
 }
+
+/// Publish `tag` into each of `roles` with `key`, as a delegate's notary client does: each
+/// role's current file from the server (or a new one), the target added, version + 1, one
+/// POST with all parts.
+pub fn release(
+    server: &TestServer,
+    gun: &str,
+    key: &PrivateKey,
+    roles: &[&str],
+    tag: &str,
+    digest: [u8; 32],
+    len: u64,
+) {
+    let mut parts: Vec<(String, Vec<u8>)> = Vec::new();
+    for role in roles {
+        let a = server.get_file(gun, &format!("{role}.json"));
+        let (body, prev) = match a.status {
+            200 => {
+                let m = Metadata::<Targets>::parse(role, a.body).unwrap();
+                let v = m.signed().version;
+                (m.into_signed(), v)
+            }
+            404 => (Targets::new(now(), 0), 0),
+            s => panic!("GET {role}: {s}"),
+        };
+        let mut body = body;
+        edit::add_target(
+            &mut body,
+            TargetName::new(tag).unwrap(),
+            edit::docker_target(digest, len),
+        );
+        let m = edit::resign(
+            role,
+            body,
+            prev,
+            now().plus_days(1095),
+            &[SigningKey::plain(key)],
+        )
+        .unwrap();
+        parts.push((role.to_string(), m.raw().to_vec()));
+    }
+    let refs: Vec<(&str, &[u8])> = parts
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    let a = server.post_parts(gun, &refs);
+    assert_eq!(a.status, 200, "release {tag}: {}", a.text());
+}

@@ -1,0 +1,108 @@
+//! Driving the real docker CLI (v28, no daemon) against a test server.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// One docker CLI user: their own `DOCKER_CONFIG` (trust store, TLS dir) and passphrases.
+pub struct Docker {
+    pub config: PathBuf,
+    pub cwd: PathBuf,
+    pub server: String,
+    pub root_passphrase: String,
+    pub repo_passphrase: String,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Docker {
+    pub fn new(dir: &Path, server_url: &str) -> Self {
+        let config = dir.join("docker-config");
+        std::fs::create_dir_all(&config).unwrap();
+        Docker {
+            config,
+            cwd: dir.to_path_buf(),
+            server: server_url.to_owned(),
+            root_passphrase: "docker-root-pass".into(),
+            repo_passphrase: "docker-repo-pass".into(),
+        }
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("docker");
+        c.args(args)
+            .current_dir(&self.cwd)
+            .env("DOCKER_CONFIG", &self.config)
+            .env("DOCKER_CONTENT_TRUST_SERVER", &self.server)
+            .env(
+                "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE",
+                &self.root_passphrase,
+            )
+            .env(
+                "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE",
+                &self.repo_passphrase,
+            )
+            .env_remove("DOCKER_HOST")
+            .env_remove("DOCKER_CONTENT_TRUST");
+        c
+    }
+
+    /// Run docker with `stdin` fed to it; panics if docker cannot be started at all.
+    pub fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Run {
+        let mut c = self.command(args);
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c
+            .spawn()
+            .expect("the docker CLI must be installed for this test");
+        {
+            use std::io::Write as _;
+            let mut i = child.stdin.take().unwrap();
+            let _ = i.write_all(stdin.as_bytes());
+        }
+        to_run(child.wait_with_output().unwrap())
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with_stdin(args, "")
+    }
+
+    /// Run and require success.
+    pub fn ok(&self, args: &[&str]) -> Run {
+        let r = self.run(args);
+        assert_eq!(
+            r.code, 0,
+            "docker {args:?} failed:\nstdout: {}\nstderr: {}",
+            r.stdout, r.stderr
+        );
+        r
+    }
+
+    pub fn private_dir(&self) -> PathBuf {
+        self.config.join("trust/private")
+    }
+
+    /// The key file docker stored for a role header (`alice`, `targets`, `root`).
+    pub fn key_file_for(&self, role: &str) -> PathBuf {
+        for e in std::fs::read_dir(self.private_dir()).unwrap() {
+            let p = e.unwrap().path();
+            let info = keys::file::inspect(&std::fs::read(&p).unwrap()).unwrap();
+            if info.role.as_deref() == Some(role) {
+                return p;
+            }
+        }
+        panic!("no {role} key in {}", self.private_dir().display());
+    }
+}
+
+fn to_run(o: Output) -> Run {
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
