@@ -7,7 +7,6 @@ use std::time::Instant;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use futures_util::TryStreamExt as _;
 use http::{header, HeaderValue, Method, StatusCode};
 use tuf::Gun;
 
@@ -261,10 +260,21 @@ async fn read_multipart(req: Request, limit: u64) -> Result<Vec<(String, Vec<u8>
             return Err(too_large(limit));
         }
     }
-    let stream = req
-        .into_body()
-        .into_data_stream()
-        .map_err(std::io::Error::other);
+    // The body is read whole (bounded) before multer parses it: multer 3.1 reports a
+    // complete body as "incomplete" when its data and end-of-stream arrive together on a
+    // second poll (seen over HTTP/2), and every part is buffered whole anyway.
+    let body = {
+        use http_body_util::BodyExt as _;
+        match http_body_util::Limited::new(req.into_body(), limit as usize)
+            .collect()
+            .await
+        {
+            Ok(c) => c.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large(limit)),
+            Err(e) => return Err(malformed(format!("reading the body: {e}"))),
+        }
+    };
+    let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(body) });
     let constraints =
         multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(limit));
     let mut mp = multer::Multipart::with_constraints(stream, boundary, constraints);

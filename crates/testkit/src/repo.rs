@@ -9,7 +9,7 @@ use tuf::edit::{self, TopLevelKeys};
 use tuf::sign::SigningKey;
 use tuf::{DateTime, Gun, Metadata, PublicKey, RoleName, Root, TargetName, Targets};
 
-use crate::server::TestServer;
+use crate::server::Endpoint as TestServer;
 
 pub struct TestRepo {
     pub gun: Gun,

@@ -7,12 +7,19 @@ use std::sync::Arc;
 use server::{App, ServerConfig};
 use tuf::Clock;
 
-pub struct TestServer {
-    pub addr: SocketAddr,
+/// A server to talk to: its URL and the CA its certificate chains to.
+#[derive(Clone)]
+pub struct Endpoint {
     /// `https://127.0.0.1:<port>` (or `http://` with `insecure_http`).
     pub url: String,
     /// The generated CA certificate clients must trust.
     pub ca: Option<PathBuf>,
+    client: reqwest::blocking::Client,
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub endpoint: Endpoint,
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -117,8 +124,7 @@ impl TestServer {
         let scheme = if ca.is_some() { "https" } else { "http" };
         Ok(TestServer {
             addr,
-            url: format!("{scheme}://{addr}"),
-            ca,
+            endpoint: Endpoint::new(format!("{scheme}://{addr}"), ca),
             data_dir,
             _tmp: tmp,
             stop: Some(stop_tx),
@@ -150,26 +156,43 @@ impl TestServer {
         }
     }
 
-    /// A blocking HTTP client that trusts this server's CA.
-    pub fn client(&self) -> reqwest::blocking::Client {
-        let mut b =
-            reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(60));
-        if let Some(ca) = &self.ca {
-            let pem = std::fs::read(ca).unwrap();
-            b = b.add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());
-        }
-        b.build().unwrap()
-    }
-
-    pub fn trust_url(&self, gun: &str, file: &str) -> String {
-        format!("{}/v2/{gun}/_trust/tuf/{file}", self.url)
-    }
-
     /// Install the CA where the docker CLI looks for it: `<config>/tls/<host:port>/ca.crt`.
     pub fn install_ca_for_docker(&self, docker_config: &Path) {
         let dir = docker_config.join("tls").join(self.addr.to_string());
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::copy(self.ca.as_ref().expect("TLS server"), dir.join("ca.crt")).unwrap();
+    }
+}
+
+impl std::ops::Deref for TestServer {
+    type Target = Endpoint;
+    fn deref(&self) -> &Endpoint {
+        &self.endpoint
+    }
+}
+
+impl Endpoint {
+    pub fn new(url: String, ca: Option<PathBuf>) -> Self {
+        let mut b =
+            reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(120));
+        if let Some(ca) = &ca {
+            let pem = std::fs::read(ca).unwrap();
+            b = b.add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());
+        }
+        Endpoint {
+            url,
+            ca,
+            client: b.build().unwrap(),
+        }
+    }
+
+    /// A blocking HTTP client that trusts this server's CA (connections are pooled).
+    pub fn client(&self) -> reqwest::blocking::Client {
+        self.client.clone()
+    }
+
+    pub fn trust_url(&self, gun: &str, file: &str) -> String {
+        format!("{}/v2/{gun}/_trust/tuf/{file}", self.url)
     }
 }
 
@@ -229,7 +252,7 @@ impl Answer {
     }
 }
 
-impl TestServer {
+impl Endpoint {
     pub fn post_parts(&self, gun: &str, parts: &[(&str, &[u8])]) -> Answer {
         let (ct, body) = multipart(parts);
         self.post_raw(gun, &ct, body)
