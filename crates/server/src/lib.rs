@@ -94,19 +94,12 @@ impl App {
             Arc::new(storage::sqlite::SqliteStorage::open(&dir.join("notarium.db")).await?);
         let master =
             secrets::MasterKey::open(storage.as_ref(), &passphrase, config.kdf_iterations).await?;
-        let keys = signing::KeyService::new(storage.clone(), master, config.key_algorithm, 4096);
+        let keys = signing::KeyService::new(storage.clone(), master, config.key_algorithm, 2048);
         let limits = tuf::upload::Limits {
             max_version_jump: config.max_version_jump,
             ..Default::default()
         };
-        let trust = trust::TrustService {
-            storage,
-            keys,
-            clock,
-            limits,
-            locks: trust::RepoLocks::new(1024),
-            timestamps: trust::TimestampCache::new(16_384),
-        };
+        let trust = trust::TrustService::new(storage, keys, clock, limits, 16 << 20);
         Ok(Arc::new(App {
             trust,
             metrics: metrics::Metrics::default(),

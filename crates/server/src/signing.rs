@@ -26,6 +26,8 @@ pub struct KeyService {
     master: MasterKey,
     algorithm: Algorithm,
     cache: quick_cache::sync::Cache<String, Arc<PrivateKey>>,
+    /// The keys held per repository (invalidated when one is created or deleted).
+    held: quick_cache::sync::Cache<Gun, HeldKeys>,
 }
 
 fn now_secs() -> i64 {
@@ -47,6 +49,7 @@ impl KeyService {
             master,
             algorithm,
             cache: quick_cache::sync::Cache::new(cache_entries.max(16)),
+            held: quick_cache::sync::Cache::new(cache_entries.max(16)),
         }
     }
 
@@ -66,6 +69,7 @@ impl KeyService {
             .await?;
         let key = Arc::new(key);
         self.cache.insert(id, key.clone());
+        self.held.remove(gun);
         Ok(key)
     }
 
@@ -96,11 +100,15 @@ impl KeyService {
 
     /// Every key the server holds for a repository.
     pub async fn held(&self, gun: &Gun) -> Result<HeldKeys, KeyServiceError> {
+        if let Some(h) = self.held.get(gun) {
+            return Ok(h);
+        }
         let mut out = HeldKeys::new();
         for rec in self.storage.keys_for(gun).await? {
             let k = self.open(&rec)?;
             out.insert(k.id().clone(), k as Arc<dyn Sign>);
         }
+        self.held.insert(gun.clone(), out.clone());
         Ok(out)
     }
 
@@ -154,14 +162,16 @@ impl KeyService {
             // Another request (or server) won the race: use its key, drop ours.
             self.storage.delete_key(k.id().as_str()).await?;
             self.cache.remove(k.id().as_str());
+            self.held.remove(gun);
         }
         Err(StorageError::Conflict("pending key kept changing".into()).into())
     }
 
     /// Forget cached keys of a deleted repository.
-    pub fn forget(&self, ids: &[String]) {
+    pub fn forget(&self, gun: &Gun, ids: &[String]) {
         for id in ids {
             self.cache.remove(id);
         }
+        self.held.remove(gun);
     }
 }

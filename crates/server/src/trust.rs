@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tuf::metadata::Metadata;
-use tuf::upload::{self, Limits, Parsed, Stored};
-use tuf::{Clock, Gun, RoleName, Root, Snapshot, Timestamp};
+use tuf::upload::{self, Limits, Stored};
+use tuf::{Clock, Gun, RoleName, Root, Timestamp};
 
 use crate::errors::{ApiError, Code};
 use crate::signing::KeyService;
-use crate::storage::{NewFile, Storage, StorageError, StoredFile};
+use crate::storage::{Commit, CommitStatus, NewFile, Storage, StorageError, StoredFile};
 
 /// Timestamps are renewed when read within this many seconds of expiring.
 pub const REFRESH_BEFORE_SECS: i64 = 3 * 86_400;
@@ -45,7 +45,7 @@ impl RepoLocks {
 /// both publish under one lock, a reader only when no write was published since it read
 /// the database (epoch), and never over a newer version.
 pub struct TimestampCache {
-    cache: quick_cache::sync::Cache<Gun, CachedTimestamp>,
+    cache: quick_cache::sync::Cache<Gun, CachedTimestamp, TimestampWeight>,
     epoch: AtomicU64,
     publish: std::sync::Mutex<()>,
 }
@@ -56,10 +56,24 @@ pub struct CachedTimestamp {
     pub expires: tuf::DateTime,
 }
 
+#[derive(Clone)]
+struct TimestampWeight;
+
+impl quick_cache::Weighter<Gun, CachedTimestamp> for TimestampWeight {
+    fn weight(&self, k: &Gun, v: &CachedTimestamp) -> u64 {
+        (k.as_str().len() + v.file.data.len() + v.file.sha256.len() + 128) as u64
+    }
+}
+
 impl TimestampCache {
-    pub fn new(entries: usize) -> Self {
+    /// A cache holding at most `bytes` of timestamps.
+    pub fn new(bytes: u64) -> Self {
         TimestampCache {
-            cache: quick_cache::sync::Cache::new(entries.max(16)),
+            cache: quick_cache::sync::Cache::with_weighter(
+                (bytes / 600).max(16) as usize,
+                bytes,
+                TimestampWeight,
+            ),
             epoch: AtomicU64::new(0),
             publish: std::sync::Mutex::new(()),
         }
@@ -104,6 +118,30 @@ impl TimestampCache {
     }
 }
 
+/// The repository states updates are validated against: the stored state plus every
+/// update accepted but maybe not yet durable, and the commit of the last of those.
+#[derive(Clone, Default)]
+pub struct RepoState {
+    pub stored: Stored,
+    pub last: Option<Arc<CommitStatus>>,
+}
+
+/// Bounded by an estimate of the bytes the states hold.
+#[derive(Clone)]
+struct StateWeight;
+
+impl quick_cache::Weighter<Gun, RepoState> for StateWeight {
+    fn weight(&self, _k: &Gun, v: &RepoState) -> u64 {
+        let s = &v.stored;
+        let files = s.root().iter().map(|m| m.raw().len()).sum::<usize>()
+            + s.snapshot.iter().map(|m| m.raw().len()).sum::<usize>()
+            + s.timestamp.iter().map(|m| m.raw().len()).sum::<usize>()
+            + s.targets.values().map(|m| m.raw().len()).sum::<usize>();
+        // Parsed forms (with their parsed keys) take several times the file bytes.
+        files as u64 * 8 + 4096
+    }
+}
+
 pub struct TrustService {
     pub storage: Arc<dyn Storage>,
     pub keys: KeyService,
@@ -111,6 +149,7 @@ pub struct TrustService {
     pub limits: Limits,
     pub locks: RepoLocks,
     pub timestamps: TimestampCache,
+    states: quick_cache::sync::Cache<Gun, RepoState, StateWeight>,
 }
 
 fn storage_err(code: Code) -> impl Fn(StorageError) -> ApiError {
@@ -125,7 +164,37 @@ fn parse_stored<T: tuf::metadata::Role>(
         .map_err(|e| ApiError::internal(Code::Unknown, format!("stored {role}: {e}")))
 }
 
+/// A commit in the queue, and the timestamp it writes.
+struct Submitted {
+    pending: crate::storage::CommitFuture,
+    timestamp: Option<Arc<Metadata<Timestamp>>>,
+}
+
+/// What to do after a commit attempt.
+enum Outcome {
+    Done,
+    Retry,
+}
+
 impl TrustService {
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        keys: KeyService,
+        clock: Arc<dyn Clock>,
+        limits: Limits,
+        state_bytes: u64,
+    ) -> Self {
+        TrustService {
+            storage,
+            keys,
+            clock,
+            limits,
+            locks: RepoLocks::new(1024),
+            timestamps: TimestampCache::new(4 << 20),
+            states: quick_cache::sync::Cache::with_weighter(16_384, state_bytes, StateWeight),
+        }
+    }
+
     async fn current_parsed<T: tuf::metadata::Role>(
         &self,
         gun: &Gun,
@@ -142,21 +211,104 @@ impl TrustService {
         }
     }
 
-    async fn load_stored(&self, gun: &Gun, upload: &Parsed) -> Result<Stored, ApiError> {
-        let mut stored = Stored {
-            root: self.current_parsed(gun, &RoleName::root()).await?,
-            snapshot: self.current_parsed(gun, &RoleName::snapshot()).await?,
-            timestamp: self.current_parsed(gun, &RoleName::timestamp()).await?,
-            ..Default::default()
+    /// The state to validate against (call with the repository's lock held): the cached one,
+    /// completed with any of `roles` it lacks, or a fresh one from storage.
+    async fn state(&self, gun: &Gun, roles: &[RoleName]) -> Result<RepoState, ApiError> {
+        let mut st = match self.states.get(gun) {
+            Some(st) => st,
+            None => RepoState {
+                stored: Stored::new(
+                    gun,
+                    self.current_parsed(gun, &RoleName::root()).await?,
+                    self.current_parsed(gun, &RoleName::snapshot()).await?,
+                    self.current_parsed(gun, &RoleName::timestamp()).await?,
+                    self.clock.now(),
+                )?,
+                last: None,
+            },
         };
-        for role in Stored::roles_needed(&upload.roles()) {
-            if role.is_targets_like() {
+        for role in Stored::roles_needed(roles) {
+            if role.is_targets_like() && !st.stored.targets.contains_key(&role) {
                 if let Some(m) = self.current_parsed(gun, &role).await? {
-                    stored.targets.insert(role, m);
+                    st.stored.targets.insert(role, Arc::new(m));
                 }
             }
         }
-        Ok(stored)
+        Ok(st)
+    }
+
+    /// Queue a validated plan's commit and make its result the state the next update of
+    /// the repository is validated against. Not async: call it with the lock held, so
+    /// commits of one repository are queued in the order they were validated.
+    fn submit_plan(&self, gun: &Gun, st: RepoState, plan: upload::Plan) -> Submitted {
+        let status = CommitStatus::new();
+        let commit = Commit {
+            gun: gun.clone(),
+            files: plan
+                .writes
+                .iter()
+                .map(|w| NewFile {
+                    role: w.role.clone(),
+                    version: w.version,
+                    data: w.bytes.clone(),
+                })
+                .collect(),
+            after: st.last.clone(),
+            status: status.clone(),
+        };
+        let timestamp = plan.next.timestamp.clone();
+        let pending = self.storage.submit(commit);
+        self.states.insert(
+            gun.clone(),
+            RepoState {
+                stored: plan.next,
+                last: Some(status),
+            },
+        );
+        Submitted { pending, timestamp }
+    }
+
+    /// Wait for a submitted commit (lock released).
+    async fn finish(
+        &self,
+        gun: &Gun,
+        submitted: Submitted,
+        client_roles: &[RoleName],
+    ) -> Result<Outcome, ApiError> {
+        let ts = submitted.timestamp;
+        Ok(match submitted.pending.await {
+            Ok(()) => {
+                self.timestamps.published(
+                    gun,
+                    ts.map(|m| CachedTimestamp {
+                        expires: m.signed().expires,
+                        file: StoredFile {
+                            data: m.raw_shared(),
+                            version: m.signed().version,
+                            sha256: tuf::hash::sha256_hex(m.raw()),
+                            created_at: self.clock.now().unix_secs(),
+                        },
+                    }),
+                );
+                Outcome::Done
+            }
+            Err(e) => {
+                // The optimistic state includes this update: forget it.
+                self.states.remove(gun);
+                match e {
+                    StorageError::Skipped => Outcome::Retry,
+                    StorageError::Version { role, .. }
+                        if !client_roles.iter().any(|r| r.as_str() == role) =>
+                    {
+                        Outcome::Retry
+                    }
+                    StorageError::Version { .. } => {
+                        return Err(ApiError::with_detail(Code::Version, serde_json::json!({})))
+                    }
+                    e => return Err(ApiError::internal(Code::Updating, e)),
+                }
+            }
+        })
     }
 
     /// `POST /v2/<gun>/_trust/tuf/`.
@@ -165,11 +317,10 @@ impl TrustService {
         if upload.is_empty() {
             return Ok(());
         }
-        let _guard = self.locks.lock(gun).await;
-        // Retried only when another server process wrote the same repository between our
-        // read and our commit, and only the server-made roles collided.
-        for _ in 0..5 {
-            let stored = self.load_stored(gun, &upload).await?;
+        let roles = upload.roles();
+        for _ in 0..8 {
+            let guard = self.locks.lock(gun).await;
+            let st = self.state(gun, &roles).await?;
             let held = self
                 .keys
                 .held(gun)
@@ -177,59 +328,23 @@ impl TrustService {
                 .map_err(|e| ApiError::internal(Code::Unknown, e))?;
             let plan = upload::validate(
                 gun,
-                &stored,
+                &st.stored,
                 upload.clone(),
                 &held,
                 self.clock.now(),
                 &self.limits,
             )?;
-            match self.commit(gun, &plan).await {
-                Ok(()) => return Ok(()),
-                Err(StorageError::Version { role, .. })
-                    if matches!(role.as_str(), "snapshot" | "timestamp")
-                        && !upload.roles().iter().any(|r| r.as_str() == role) =>
-                {
-                    continue
-                }
-                Err(StorageError::Version { .. }) => {
-                    return Err(ApiError::with_detail(Code::Version, serde_json::json!({})))
-                }
-                Err(e) => return Err(ApiError::internal(Code::Updating, e)),
+            let submitted = self.submit_plan(gun, st, plan);
+            drop(guard);
+            let outcome = self.finish(gun, submitted, &roles).await?;
+            if let Outcome::Done = outcome {
+                return Ok(());
             }
         }
-        Err(ApiError::with_detail(Code::Version, serde_json::json!({})))
-    }
-
-    async fn commit(&self, gun: &Gun, plan: &upload::Plan) -> Result<(), StorageError> {
-        let files: Vec<NewFile> = plan
-            .writes
-            .iter()
-            .map(|w| NewFile {
-                role: w.role.clone(),
-                version: w.version,
-                data: w.bytes.clone(),
-            })
-            .collect();
-        let r = self.storage.commit(gun, &files).await;
-        let ts = plan.writes.iter().find(|w| w.role.as_str() == "timestamp");
-        let entry = match (&r, ts) {
-            (Ok(()), Some(w)) => Metadata::<Timestamp>::parse("timestamp", w.bytes.clone())
-                .ok()
-                .map(|m| CachedTimestamp {
-                    expires: m.signed().expires,
-                    file: StoredFile {
-                        data: w.bytes.clone(),
-                        version: w.version,
-                        sha256: tuf::hash::sha256_hex(&w.bytes),
-                        created_at: self.clock.now().unix_secs(),
-                    },
-                }),
-            _ => None,
-        };
-        if r.is_ok() {
-            self.timestamps.published(gun, entry);
-        }
-        r
+        Err(ApiError::internal(
+            Code::Updating,
+            format!("{gun}: update kept conflicting"),
+        ))
     }
 
     /// The current timestamp, renewed first when it expires within
@@ -270,25 +385,16 @@ impl TrustService {
 
     /// Re-sign an expiring timestamp (and an expiring server-held snapshot).
     async fn renew(&self, gun: &Gun) -> Result<(), ApiError> {
-        let _guard = self.locks.lock(gun).await;
-        for _ in 0..5 {
-            let root: Option<Metadata<Root>> = self.current_parsed(gun, &RoleName::root()).await?;
-            let snap: Option<Metadata<Snapshot>> =
-                self.current_parsed(gun, &RoleName::snapshot()).await?;
-            let ts: Option<Metadata<Timestamp>> =
-                self.current_parsed(gun, &RoleName::timestamp()).await?;
-            let (Some(root), Some(snap), Some(ts)) = (root, snap, ts) else {
-                return Err(ApiError::not_found());
-            };
+        for _ in 0..8 {
+            let guard = self.locks.lock(gun).await;
+            let st = self.state(gun, &[]).await?;
             let held = self
                 .keys
                 .held(gun)
                 .await
                 .map_err(|e| ApiError::internal(Code::Unknown, e))?;
             let plan = match upload::refresh(
-                root.signed(),
-                &snap,
-                &ts,
+                &st.stored,
                 &held,
                 self.clock.now(),
                 &self.limits,
@@ -302,10 +408,11 @@ impl TrustService {
                     return Ok(());
                 }
             };
-            match self.commit(gun, &plan).await {
-                Ok(()) => return Ok(()),
-                Err(StorageError::Version { .. }) => continue,
-                Err(e) => return Err(ApiError::internal(Code::Unknown, e)),
+            let submitted = self.submit_plan(gun, st, plan);
+            drop(guard);
+            let outcome = self.finish(gun, submitted, &[]).await?;
+            if let Outcome::Done = outcome {
+                return Ok(());
             }
         }
         Ok(())
@@ -396,7 +503,8 @@ impl TrustService {
             .delete_repository(gun)
             .await
             .map_err(storage_err(Code::Unknown))?;
-        self.keys.forget(&ids);
+        self.keys.forget(gun, &ids);
+        self.states.remove(gun);
         self.timestamps.published(gun, None);
         Ok(())
     }

@@ -737,3 +737,81 @@ fn client_snapshot_must_match_what_it_describes() {
     assert_eq!(a.status, 200, "{}", a.text());
     assert_eq!(s.get_file(GUN, "snapshot.json").body, good.raw());
 }
+
+#[test]
+fn revoked_delegation_cannot_authorize_children() {
+    // targets/team (key A) delegates targets/team/x (key X). Then targets rotates
+    // targets/team to key B: the stored targets/team, signed by A, must no longer vouch for
+    // targets/team/x, even though the server verified it before the rotation.
+    let (s, mut repo) = setup();
+    let team = RoleName::new("targets/team").unwrap();
+    let x = RoleName::new("targets/team/x").unwrap();
+    let key_a = keys::PrivateKey::generate(keys::Algorithm::Ecdsa).unwrap();
+    let key_b = keys::PrivateKey::generate(keys::Algorithm::Ecdsa).unwrap();
+    let key_x = keys::PrivateKey::generate(keys::Algorithm::Ecdsa).unwrap();
+    let (pa, pb, px) = (
+        key_a.public().clone(),
+        key_b.public().clone(),
+        key_x.public().clone(),
+    );
+    let targets = repo.edit_targets(|t| {
+        edit::add_delegation(t, &team, std::slice::from_ref(&pa), 1, &["".to_owned()])
+    });
+    let mut team_body = Targets::new(repo.now.plus_days(30), 1);
+    edit::add_delegation(&mut team_body, &x, &[px], 1, &["".to_owned()]);
+    let team_v1 = sign_with("targets/team", team_body, &key_a);
+    let mut x_body = Targets::new(repo.now.plus_days(30), 1);
+    edit::add_target(
+        &mut x_body,
+        tuf::TargetName::new("app").unwrap(),
+        edit::docker_target(digest("a"), 1),
+    );
+    let x_v1 = sign_with("targets/team/x", x_body.clone(), &key_x);
+    let a = s.post_parts(
+        GUN,
+        &[
+            ("targets", &targets),
+            ("targets/team", &team_v1),
+            ("targets/team/x", &x_v1),
+        ],
+    );
+    assert_eq!(a.status, 200, "{}", a.text());
+    // Children of targets/team keep working while A is trusted.
+    x_body.version = 2;
+    assert_eq!(
+        s.post_parts(
+            GUN,
+            &[(
+                "targets/team/x",
+                &sign_with("targets/team/x", x_body.clone(), &key_x)
+            )]
+        )
+        .status,
+        200
+    );
+
+    // Rotate targets/team from A to B.
+    let targets = repo.edit_targets(|t| {
+        edit::remove_delegation(t, &team);
+        edit::add_delegation(t, &team, &[pb], 1, &["".to_owned()]);
+    });
+    assert_eq!(s.post_parts(GUN, &[("targets", &targets)]).status, 200);
+    let before = state(&s, GUN);
+    x_body.version = 3;
+    let a = s.post_parts(
+        GUN,
+        &[(
+            "targets/team/x",
+            &sign_with("targets/team/x", x_body, &key_x),
+        )],
+    );
+    assert_refused(
+        &s,
+        &a,
+        &before,
+        400,
+        "INVALID_UPDATE",
+        Some("ErrBadTargets"),
+    );
+    assert!(a.text().contains("targets/team"), "{}", a.text());
+}

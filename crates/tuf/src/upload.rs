@@ -45,15 +45,72 @@ impl Default for Limits {
 
 /// The stored state an upload is checked against: current root, snapshot, timestamp, and
 /// the current version of every uploaded targets role and of all their ancestors.
+///
+/// It also remembers what it has verified (the root, and targets roles against their
+/// delegators), so a server keeping it between updates does not verify the same
+/// signatures again; a change to a role forgets what was verified under it.
 #[derive(Default, Clone)]
 pub struct Stored {
-    pub root: Option<Metadata<Root>>,
-    pub targets: BTreeMap<RoleName, Metadata<Targets>>,
-    pub snapshot: Option<Metadata<Snapshot>>,
-    pub timestamp: Option<Metadata<Timestamp>>,
+    root: Option<Verified<Root>>,
+    pub targets: BTreeMap<RoleName, Arc<Metadata<Targets>>>,
+    pub snapshot: Option<Arc<Metadata<Snapshot>>>,
+    pub timestamp: Option<Arc<Metadata<Timestamp>>>,
+    verified: BTreeMap<RoleName, LoadedTargets>,
 }
 
 impl Stored {
+    /// A repository's stored state. The stored root is verified here (expired allowed: it
+    /// is the trusted state, whatever its age).
+    pub fn new(
+        gun: &Gun,
+        root: Option<Metadata<Root>>,
+        snapshot: Option<Metadata<Snapshot>>,
+        timestamp: Option<Metadata<Timestamp>>,
+        now: DateTime,
+    ) -> Result<Stored, UploadError> {
+        let root = match root {
+            Some(r) => Some(
+                verify::verify_root(
+                    r,
+                    gun,
+                    None,
+                    RootChecks {
+                        checks: Checks {
+                            now,
+                            allow_expired: true,
+                        },
+                        allow_expired_certs: true,
+                        pinning: None,
+                    },
+                )
+                .map_err(|e| bad_root(format!("stored root does not verify: {e}")))?,
+            ),
+            None => None,
+        };
+        Ok(Stored {
+            root,
+            targets: BTreeMap::new(),
+            snapshot: snapshot.map(Arc::new),
+            timestamp: timestamp.map(Arc::new),
+            verified: BTreeMap::new(),
+        })
+    }
+
+    pub fn root(&self) -> Option<&Verified<Root>> {
+        self.root.as_ref()
+    }
+
+    /// Forget verification results that depend on `role` (all of them for root).
+    fn forget_under(&mut self, role: &RoleName) {
+        if role.as_str() == "root" {
+            self.verified.clear();
+            return;
+        }
+        let prefix = format!("{role}/");
+        self.verified
+            .retain(|r, _| !r.as_str().starts_with(&prefix));
+    }
+
     /// The roles whose stored versions [`validate`] needs for an upload of `roles`.
     pub fn roles_needed(uploaded: &[RoleName]) -> Vec<RoleName> {
         let mut out: Vec<RoleName> = vec![
@@ -85,10 +142,12 @@ pub struct Write {
     pub bytes: Arc<[u8]>,
 }
 
-/// The outcome of a valid upload: every file to write, in one transaction.
-#[derive(Debug, Clone)]
+/// The outcome of a valid upload: every file to write, in one transaction, and the
+/// repository's state once they are written.
+#[derive(Clone)]
 pub struct Plan {
     pub writes: Vec<Write>,
+    pub next: Stored,
 }
 
 /// Why an upload is refused, with the wire code it maps to.
@@ -249,8 +308,8 @@ fn check_version(
     Ok(())
 }
 
-/// A targets role loaded for this update: verified, with the bytes that are or will be
-/// stored for it.
+/// A targets role verified against its delegator, with its effective paths.
+#[derive(Clone)]
 struct LoadedTargets {
     meta: Verified<Targets>,
     /// Effective path restriction of this role (None = unrestricted, i.e. `targets`).
@@ -272,24 +331,10 @@ pub fn validate(
         now,
         allow_expired: true,
     };
+    let mut next = stored.clone();
 
     // 1–2. Root: the stored one (trusted, expired allowed) and, when uploaded, the new one.
-    let stored_root = match &stored.root {
-        Some(r) => Some(
-            verify::verify_root(
-                r.clone(),
-                gun,
-                None,
-                RootChecks {
-                    checks: lenient,
-                    allow_expired_certs: true,
-                    pinning: None,
-                },
-            )
-            .map_err(|e| bad_root(format!("stored root does not verify: {e}")))?,
-        ),
-        None => None,
-    };
+    let stored_root = stored.root.clone();
     let root: Verified<Root> = match upload.root {
         Some(new) => {
             let cur = stored_root
@@ -328,6 +373,8 @@ pub fn validate(
                 version: v,
                 bytes: verified.raw_shared(),
             });
+            next.root = Some(verified.clone());
+            next.forget_under(&RoleName::root());
             verified
         }
         None => stored_root.ok_or_else(|| {
@@ -337,8 +384,11 @@ pub fn validate(
         })?,
     };
 
-    // 3. Targets and delegations, parents before children.
-    let mut loaded: BTreeMap<RoleName, LoadedTargets> = BTreeMap::new();
+    // 3. Targets and delegations, parents before children. `loaded` starts with what was
+    // verified before (under the current root and parents).
+    let mut loaded: BTreeMap<RoleName, LoadedTargets> = next.verified.clone();
+    // The roles this update touches: uploaded ones and their ancestors.
+    let mut involved: Vec<RoleName> = Vec::new();
     let mut uploaded: Vec<(RoleName, Metadata<Targets>)> = upload.targets.into_iter().collect();
     uploaded.sort_by(|a, b| a.0.depth().cmp(&b.0.depth()).then_with(|| a.0.cmp(&b.0)));
     for (role, meta) in uploaded {
@@ -351,6 +401,9 @@ pub fn validate(
             chain.push(c);
         }
         for anc in chain.into_iter().rev() {
+            if !involved.contains(&anc) {
+                involved.push(anc.clone());
+            }
             if loaded.contains_key(&anc) {
                 continue;
             }
@@ -363,7 +416,8 @@ pub fn validate(
                 .map_err(|e| bad_targets(format!("stored {anc} does not verify: {e}")))?;
             loaded.insert(anc, lt);
         }
-        let lt = load_targets(&root, &loaded, &role, meta, strict).map_err(bad_targets)?;
+        let lt =
+            load_targets(&root, &loaded, &role, Arc::new(meta), strict).map_err(bad_targets)?;
         check_version(
             role.as_str(),
             lt.meta.signed().version,
@@ -389,8 +443,16 @@ pub fn validate(
             version: lt.meta.signed().version,
             bytes: lt.meta.raw_shared(),
         });
+        next.targets.insert(role.clone(), lt.meta.shared().clone());
+        // Its children were verified under the old version of it.
+        let prefix = format!("{role}/");
+        loaded.retain(|r, _| !r.as_str().starts_with(&prefix));
+        if !involved.contains(&role) {
+            involved.push(role.clone());
+        }
         loaded.insert(role, lt);
     }
+    next.verified = loaded.clone();
 
     // 4. Snapshot: uploaded (and then it must describe everything loaded), or made here.
     let snapshot_bytes: Arc<[u8]> = match upload.snapshot {
@@ -407,7 +469,11 @@ pub fn validate(
                 limits,
             )?;
             let mut described: Vec<(&str, &[u8])> = vec![("root", root.raw())];
-            described.extend(loaded.iter().map(|(r, lt)| (r.as_str(), lt.meta.raw())));
+            described.extend(
+                involved
+                    .iter()
+                    .filter_map(|r| loaded.get(r).map(|lt| (r.as_str(), lt.meta.raw()))),
+            );
             for (r, bytes) in described {
                 let m = snap
                     .signed()
@@ -422,20 +488,25 @@ pub fn validate(
                 version: snap.signed().version,
                 bytes: snap.raw_shared(),
             });
+            next.snapshot = Some(snap.shared().clone());
             snap.raw_shared()
         }
         None => {
-            if stored.snapshot.is_none() && !loaded.contains_key("targets") {
+            if stored.snapshot.is_none() && !involved.iter().any(|r| r.as_str() == "targets") {
                 return Err(UploadError::Invalid(Invalid::BadHierarchy {
                     missing: "targets".into(),
                     msg: "the first update of a repository must include targets".into(),
                 }));
             }
             let mut entries: Vec<(RoleName, &[u8])> = vec![(RoleName::root(), root.raw())];
-            entries.extend(loaded.iter().map(|(r, lt)| (r.clone(), lt.meta.raw())));
+            entries.extend(
+                involved
+                    .iter()
+                    .filter_map(|r| loaded.get(r).map(|lt| (r.clone(), lt.meta.raw()))),
+            );
             let snap = make_snapshot(
                 root.signed(),
-                stored.snapshot.as_ref(),
+                stored.snapshot.as_deref(),
                 &entries,
                 held,
                 now,
@@ -446,14 +517,16 @@ pub fn validate(
                 version: snap.signed().version,
                 bytes: snap.raw_shared(),
             });
-            snap.raw_shared()
+            let bytes = snap.raw_shared();
+            next.snapshot = Some(Arc::new(snap));
+            bytes
         }
     };
 
     // 5. Timestamp: always made here.
     let ts = make_timestamp(
         root.signed(),
-        stored.timestamp.as_ref(),
+        stored.timestamp.as_deref(),
         &snapshot_bytes,
         held,
         now,
@@ -464,7 +537,8 @@ pub fn validate(
         version: ts.signed().version,
         bytes: ts.raw_shared(),
     });
-    Ok(Plan { writes })
+    next.timestamp = Some(Arc::new(ts));
+    Ok(Plan { writes, next })
 }
 
 /// Verify a targets role against the keys its delegator gives it.
@@ -472,7 +546,7 @@ fn load_targets(
     root: &Verified<Root>,
     loaded: &BTreeMap<RoleName, LoadedTargets>,
     role: &RoleName,
-    meta: Metadata<Targets>,
+    meta: Arc<Metadata<Targets>>,
     checks: Checks,
 ) -> Result<LoadedTargets, String> {
     if role.as_str() == "targets" {
@@ -582,14 +656,19 @@ pub fn make_timestamp(
 /// server-held snapshot it names) has expired or will within `refresh_before_secs`.
 /// Returns `None` when the stored files are fine to serve.
 pub fn refresh(
-    root: &Root,
-    snapshot: &Metadata<Snapshot>,
-    timestamp: &Metadata<Timestamp>,
+    stored: &Stored,
     held: &HeldKeys,
     now: DateTime,
     limits: &Limits,
     refresh_before_secs: i64,
 ) -> Result<Option<Plan>, UploadError> {
+    let (Some(root), Some(snapshot), Some(timestamp)) =
+        (&stored.root, &stored.snapshot, &stored.timestamp)
+    else {
+        return Ok(None);
+    };
+    let root = root.signed();
+    let mut next = stored.clone();
     let soon = now.plus_secs(refresh_before_secs);
     let snap_stale = snapshot.signed().expires <= soon;
     let ts_stale = timestamp.signed().expires <= soon
@@ -615,6 +694,7 @@ pub fn refresh(
                 version: m.signed().version,
                 bytes: m.raw_shared(),
             });
+            next.snapshot = Some(Arc::new(m));
         }
         // A client-held snapshot cannot be renewed here; the timestamp is still renewed so
         // clients see a clear "snapshot expired" rather than a server error.
@@ -625,5 +705,6 @@ pub fn refresh(
         version: ts.signed().version,
         bytes: ts.raw_shared(),
     });
-    Ok(Some(Plan { writes }))
+    next.timestamp = Some(Arc::new(ts));
+    Ok(Some(Plan { writes, next }))
 }

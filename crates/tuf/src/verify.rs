@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Deref;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::key::{KeyId, PublicKey};
@@ -14,9 +15,17 @@ use crate::x509::{self, CertInfo};
 
 /// Metadata whose signatures met its role's threshold (and, unless explicitly allowed,
 /// that had not expired) when it was checked.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Verified<T> {
-    meta: Metadata<T>,
+    meta: Arc<Metadata<T>>,
+}
+
+impl<T> Clone for Verified<T> {
+    fn clone(&self) -> Self {
+        Verified {
+            meta: self.meta.clone(),
+        }
+    }
 }
 
 impl<T> Deref for Verified<T> {
@@ -28,8 +37,12 @@ impl<T> Deref for Verified<T> {
 
 impl<T> Verified<T> {
     /// Give up the proof and keep the metadata.
-    pub fn into_metadata(self) -> Metadata<T> {
+    pub fn into_metadata(self) -> Arc<Metadata<T>> {
         self.meta
+    }
+
+    pub fn shared(&self) -> &Arc<Metadata<T>> {
+        &self.meta
     }
 }
 
@@ -129,11 +142,12 @@ pub fn check_signatures<T>(meta: &Metadata<T>, role: &str, keys: RoleKeys<'_>) -
 
 /// Verify a non-root role: structure, signatures against `keys`, and expiry.
 pub fn verify<T: Role>(
-    meta: Metadata<T>,
+    meta: impl Into<Arc<Metadata<T>>>,
     role: &RoleName,
     keys: RoleKeys<'_>,
     checks: Checks,
 ) -> Result<Verified<T>> {
+    let meta: Arc<Metadata<T>> = meta.into();
     meta.signed()
         .check_structure(role)
         .map_err(|msg| Error::Invalid {
@@ -253,11 +267,12 @@ pub fn check_root_cert(key: &PublicKey, gun: &Gun, now: Option<DateTime>) -> Res
 /// * Its own root certificates must be valid leaf certificates for `gun` (and pinned, when
 ///   pinning is configured), and a threshold of them must have signed it.
 pub fn verify_root(
-    meta: Metadata<Root>,
+    meta: impl Into<Arc<Metadata<Root>>>,
     gun: &Gun,
     trusted: Option<&Verified<Root>>,
     opts: RootChecks<'_>,
 ) -> Result<Verified<Root>> {
+    let meta: Arc<Metadata<Root>> = meta.into();
     let role = "root";
     let err = |msg: String| Error::Root {
         role: role.to_owned(),

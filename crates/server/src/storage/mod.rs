@@ -1,18 +1,29 @@
 //! Where the server keeps everything: TUF files (every version, forever), the changefeed,
 //! server-held private keys (sealed), settings. One trait, one module per backend.
+//!
+//! Writes of TUF files are *submitted* ([`Storage::submit`]): the backend may group many
+//! into one transaction (one fsync). A commit can name the commit it was validated after
+//! ([`Commit::after`]); if that one did not land, this one is skipped, never written on a
+//! state that does not exist.
 
 pub mod sqlite;
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use tuf::{Gun, RoleName};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StorageError {
     /// A write's version is not newer than what is stored (HTTP 400 `VERSION`).
     #[error("{role}: version {version} is not newer than the stored version")]
     Version { role: String, version: u64 },
+    /// The commit this one was validated after did not land; validate again.
+    #[error("an earlier update of this repository failed")]
+    Skipped,
     /// A uniqueness conflict that is not a version conflict (e.g. a key created twice).
     #[error("conflict: {0}")]
     Conflict(String),
@@ -20,8 +31,8 @@ pub enum StorageError {
     Db(String),
 }
 
-impl From<sqlx::Error> for StorageError {
-    fn from(e: sqlx::Error) -> Self {
+impl From<rusqlite::Error> for StorageError {
+    fn from(e: rusqlite::Error) -> Self {
         StorageError::Db(e.to_string())
     }
 }
@@ -45,6 +56,39 @@ pub struct NewFile {
     pub version: u64,
     pub data: Arc<[u8]>,
 }
+
+/// Whether a submitted commit landed: pending until the backend decides.
+#[derive(Debug, Default)]
+pub struct CommitStatus(AtomicU8);
+
+impl CommitStatus {
+    const PENDING: u8 = 0;
+    const DONE: u8 = 1;
+    const FAILED: u8 = 2;
+
+    pub fn new() -> Arc<Self> {
+        Arc::new(CommitStatus(AtomicU8::new(Self::PENDING)))
+    }
+    pub fn set(&self, ok: bool) {
+        self.0
+            .store(if ok { Self::DONE } else { Self::FAILED }, Ordering::SeqCst);
+    }
+    pub fn is_done(&self) -> bool {
+        self.0.load(Ordering::SeqCst) == Self::DONE
+    }
+}
+
+/// All files of one update, written together or not at all.
+pub struct Commit {
+    pub gun: Gun,
+    pub files: Vec<NewFile>,
+    /// The commit this update was validated after (same repository), if still in flight.
+    pub after: Option<Arc<CommitStatus>>,
+    /// Set by the backend when this commit's fate is known.
+    pub status: Arc<CommitStatus>,
+}
+
+pub type CommitFuture = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
 
 /// A changefeed record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,11 +129,13 @@ pub trait Storage: Send + Sync + 'static {
         role: &RoleName,
         version: u64,
     ) -> Result<Option<StoredFile>>;
-    /// Write all files in one transaction, or none. Every file's version must be newer
-    /// than every stored version of its role. A timestamp write adds a changefeed record.
-    async fn commit(&self, gun: &Gun, files: &[NewFile]) -> Result<()>;
-    /// Delete every file and key of a repository; records a deletion in the changefeed
-    /// when anything was deleted.
+    /// Queue a commit. It is queued when this returns (so commits of one repository keep
+    /// their order); the future resolves when it is durable or refused. Every file's
+    /// version must be newer than every stored version of its role; a timestamp adds a
+    /// changefeed record.
+    fn submit(&self, commit: Commit) -> CommitFuture;
+    /// Delete every file and key of a repository (after the commits queued before it);
+    /// records a deletion in the changefeed when anything was deleted.
     async fn delete_repository(&self, gun: &Gun) -> Result<bool>;
     /// Changefeed records after (`records > 0`) or before (`records < 0`) `change_id`,
     /// oldest first. `change_id < 0` means "from the latest".

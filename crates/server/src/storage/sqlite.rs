@@ -1,19 +1,21 @@
-//! The embedded backend: one SQLite file in the data directory, in WAL mode with
-//! `synchronous=FULL` (a commit is on disk when it returns). One writer connection (SQLite
-//! allows one writer at a time anyway), a small pool of readers that never block on it.
+//! The embedded backend: one SQLite file in the data directory, WAL mode,
+//! `synchronous=FULL` (a transaction is on disk when COMMIT returns).
+//!
+//! All writes go through one writer thread that owns the only writing connection. It takes
+//! every commit that is waiting and writes them in one transaction, each under its own
+//! savepoint (a refused commit rolls back alone), so concurrent updates share one fsync
+//! (group commit). Reads use a small pool of read-only connections on blocking threads; in
+//! WAL mode they never wait for the writer.
 
-use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
 
 use async_trait::async_trait;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{Acquire, Row};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
+use tokio::sync::oneshot;
 use tuf::{Gun, RoleName};
 
-use super::{Change, KeyRecord, NewFile, Result, Storage, StorageError, StoredFile};
+use super::{Change, Commit, CommitFuture, KeyRecord, Result, Storage, StorageError, StoredFile};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS tuf_files (
@@ -57,9 +59,22 @@ CREATE TABLE IF NOT EXISTS settings (
 );
 "#;
 
+/// Most commits written in one transaction.
+const MAX_BATCH: usize = 256;
+
+type Job = Box<dyn FnOnce(&Transaction<'_>) -> Result<Box<dyn FnOnce(bool) + Send>> + Send>;
+
+enum Msg {
+    Commit(Commit, oneshot::Sender<Result<()>>),
+    /// Any other write, run in its own transaction. Returns what to do once the
+    /// transaction's fate is known.
+    Job(Job),
+}
+
 pub struct SqliteStorage {
-    read: SqlitePool,
-    write: SqlitePool,
+    path: PathBuf,
+    writer: Mutex<mpsc::Sender<Msg>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
 }
 
 fn now_secs() -> i64 {
@@ -69,69 +84,263 @@ fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
+fn open(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let c = Connection::open_with_flags(path, flags)?;
+    c.busy_timeout(std::time::Duration::from_secs(30))?;
+    if !read_only {
+        c.pragma_update(None, "journal_mode", "WAL")?;
+    }
+    c.pragma_update(None, "synchronous", "FULL")?;
+    // Page cache per connection, in KiB: the writer's matters, readers' less so.
+    c.pragma_update(None, "cache_size", if read_only { -2000 } else { -8000 })?;
+    Ok(c)
+}
+
 impl SqliteStorage {
     /// Open (creating if needed) the database file at `path`.
     pub async fn open(path: &Path) -> Result<Self> {
-        let opts = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(30))
-            .pragma("temp_store", "memory")
-            .pragma("cache_size", "-16000");
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(opts.clone())
-            .await?;
-        sqlx::raw_sql(SCHEMA).execute(&write).await?;
-        let read = SqlitePoolOptions::new()
-            .max_connections(8)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(opts.read_only(true))
-            .await?;
-        Ok(SqliteStorage { read, write })
-    }
-
-    fn file(row: &sqlx::sqlite::SqliteRow) -> Result<StoredFile> {
-        let data: Vec<u8> = row.try_get("data")?;
-        let version: i64 = row.try_get("version")?;
-        Ok(StoredFile {
-            data: Arc::from(data),
-            version: version as u64,
-            sha256: row.try_get("sha256")?,
-            created_at: row.try_get("created_at")?,
+        let path = path.to_path_buf();
+        let p = path.clone();
+        let conn = tokio::task::spawn_blocking(move || -> Result<Connection> {
+            let c = open(&p, false)?;
+            c.execute_batch(SCHEMA)?;
+            Ok(c)
+        })
+        .await
+        .map_err(|e| StorageError::Db(e.to_string()))??;
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("notarium-sqlite-writer".into())
+            .spawn(move || writer(conn, rx))
+            .map_err(|e| StorageError::Db(e.to_string()))?;
+        Ok(SqliteStorage {
+            path,
+            writer: Mutex::new(tx),
+            readers: Arc::new(Mutex::new(Vec::new())),
         })
     }
+
+    fn send(&self, m: Msg) -> Result<()> {
+        self.writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(m)
+            .map_err(|_| StorageError::Db("the database writer has stopped".into()))
+    }
+
+    /// Run a write in its own transaction on the writer thread.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = oneshot::channel::<Result<T>>();
+        let job: Job = Box::new(move |t| {
+            let r = f(t);
+            Ok(Box::new(move |committed: bool| {
+                let _ = tx.send(match (r, committed) {
+                    (Ok(v), true) => Ok(v),
+                    (Err(e), _) => Err(e),
+                    (Ok(_), false) => Err(StorageError::Db("commit failed".into())),
+                });
+            }) as Box<dyn FnOnce(bool) + Send>)
+        });
+        self.send(Msg::Job(job))?;
+        rx.await
+            .map_err(|_| StorageError::Db("the database writer has stopped".into()))?
+    }
+
+    /// Run a read on a pooled read-only connection.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let conn = match conn {
+                Some(c) => c,
+                None => open(&path, true)?,
+            };
+            let r = f(&conn);
+            let mut pool = readers.lock().unwrap_or_else(|e| e.into_inner());
+            if pool.len() < 8 {
+                pool.push(conn);
+            }
+            r
+        })
+        .await
+        .map_err(|e| StorageError::Db(e.to_string()))?
+    }
 }
 
-fn key_record(row: &sqlx::sqlite::SqliteRow) -> Result<KeyRecord> {
-    Ok(KeyRecord {
-        key_id: row.try_get("key_id")?,
-        gun: row.try_get("gun")?,
-        role: row.try_get("role")?,
-        algorithm: row.try_get("algorithm")?,
-        sealed: row.try_get("sealed")?,
-        created_at: row.try_get("created_at")?,
+/// The writer thread: group-commit every waiting commit in one transaction.
+fn writer(mut conn: Connection, rx: mpsc::Receiver<Msg>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        let mut commits = Vec::new();
+        for m in batch {
+            match m {
+                Msg::Commit(c, reply) => commits.push((c, reply)),
+                Msg::Job(job) => {
+                    // Keep order: write the commits queued before this job first.
+                    write_commits(&mut conn, std::mem::take(&mut commits));
+                    run_job(&mut conn, job);
+                }
+            }
+        }
+        write_commits(&mut conn, commits);
+    }
+}
+
+fn run_job(conn: &mut Connection, job: Job) {
+    let tx = match conn.transaction() {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!("begin: {e}");
+            return;
+        }
+    };
+    match job(&tx) {
+        Ok(after) => {
+            let ok = tx.commit().is_ok();
+            after(ok);
+        }
+        Err(e) => {
+            drop(tx);
+            tracing::debug!("write job failed: {e}");
+        }
+    }
+}
+
+fn write_commits(conn: &mut Connection, commits: Vec<(Commit, oneshot::Sender<Result<()>>)>) {
+    if commits.is_empty() {
+        return;
+    }
+    let mut results: Vec<Result<()>> = Vec::with_capacity(commits.len());
+    let outcome = (|| -> rusqlite::Result<()> {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let now = now_secs();
+        for (c, _) in &commits {
+            if c.after.as_ref().is_some_and(|a| !a.is_done()) {
+                c.status.set(false);
+                results.push(Err(StorageError::Skipped));
+                continue;
+            }
+            tx.execute_batch("SAVEPOINT one")?;
+            match insert_files(&tx, c, now) {
+                Ok(()) => {
+                    tx.execute_batch("RELEASE one")?;
+                    // Provisional: a failed COMMIT below turns it back.
+                    c.status.set(true);
+                    results.push(Ok(()));
+                }
+                Err(e) => {
+                    tx.execute_batch("ROLLBACK TO one; RELEASE one")?;
+                    c.status.set(false);
+                    results.push(Err(e));
+                }
+            }
+        }
+        tx.commit()
+    })();
+    match outcome {
+        Ok(()) => {
+            for ((_, reply), r) in commits.into_iter().zip(results) {
+                let _ = reply.send(r);
+            }
+        }
+        Err(e) => {
+            tracing::error!("commit of {} updates failed: {e}", commits.len());
+            for (c, reply) in commits {
+                c.status.set(false);
+                let _ = reply.send(Err(StorageError::Db(e.to_string())));
+            }
+        }
+    }
+}
+
+fn insert_files(tx: &Transaction<'_>, c: &Commit, now: i64) -> Result<()> {
+    for f in &c.files {
+        let version = i64::try_from(f.version).map_err(|_| StorageError::Version {
+            role: f.role.to_string(),
+            version: f.version,
+        })?;
+        let sha = tuf::hash::sha256_hex(&f.data);
+        // Insert only when no stored version of the role is as new: the version guard that
+        // keeps every writer (and every server) honest.
+        let n = tx
+            .prepare_cached(
+                "INSERT INTO tuf_files (gun, role, version, sha256, data, created_at)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6
+                 WHERE NOT EXISTS (SELECT 1 FROM tuf_files WHERE gun = ?1 AND role = ?2 AND version >= ?3)",
+            )?
+            .execute(params![c.gun.as_str(), f.role.as_str(), version, sha, &f.data[..], now])?;
+        if n == 0 {
+            return Err(StorageError::Version {
+                role: f.role.to_string(),
+                version: f.version,
+            });
+        }
+        if f.role.as_str() == "timestamp" {
+            tx.prepare_cached(
+                "INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES (?1, ?2, ?3, ?4, 'update')",
+            )?
+            .execute(params![now, c.gun.as_str(), version, sha])?;
+        }
+    }
+    Ok(())
+}
+
+fn file_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredFile> {
+    let data: Vec<u8> = row.get(0)?;
+    Ok(StoredFile {
+        data: Arc::from(data),
+        version: row.get::<_, i64>(1)? as u64,
+        sha256: row.get(2)?,
+        created_at: row.get(3)?,
     })
 }
+
+fn key_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
+    Ok(KeyRecord {
+        key_id: row.get(0)?,
+        gun: row.get(1)?,
+        role: row.get(2)?,
+        algorithm: row.get(3)?,
+        sealed: row.get(4)?,
+        created_at: row.get(5)?,
+    })
+}
+
+const KEY_COLUMNS: &str = "key_id, gun, role, algorithm, sealed, created_at";
 
 #[async_trait]
 impl Storage for SqliteStorage {
     async fn current(&self, gun: &Gun, role: &RoleName) -> Result<Option<StoredFile>> {
-        let row = sqlx::query(
-            "SELECT data, version, sha256, created_at FROM tuf_files
-             WHERE gun = ? AND role = ? ORDER BY version DESC LIMIT 1",
-        )
-        .bind(gun.as_str())
-        .bind(role.as_str())
-        .fetch_optional(&self.read)
-        .await?;
-        row.as_ref().map(Self::file).transpose()
+        let (g, r) = (gun.to_string(), role.to_string());
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT data, version, sha256, created_at FROM tuf_files
+                 WHERE gun = ?1 AND role = ?2 ORDER BY version DESC LIMIT 1",
+            )?
+            .query_row(params![g, r], file_row)
+            .optional()?)
+        })
+        .await
     }
 
     async fn by_checksum(
@@ -140,16 +349,16 @@ impl Storage for SqliteStorage {
         role: &RoleName,
         sha256: &str,
     ) -> Result<Option<StoredFile>> {
-        let row = sqlx::query(
-            "SELECT data, version, sha256, created_at FROM tuf_files
-             WHERE gun = ? AND role = ? AND sha256 = ? LIMIT 1",
-        )
-        .bind(gun.as_str())
-        .bind(role.as_str())
-        .bind(sha256)
-        .fetch_optional(&self.read)
-        .await?;
-        row.as_ref().map(Self::file).transpose()
+        let (g, r, s) = (gun.to_string(), role.to_string(), sha256.to_owned());
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT data, version, sha256, created_at FROM tuf_files
+                 WHERE gun = ?1 AND role = ?2 AND sha256 = ?3 LIMIT 1",
+            )?
+            .query_row(params![g, r, s], file_row)
+            .optional()?)
+        })
+        .await
     }
 
     async fn by_version(
@@ -161,94 +370,43 @@ impl Storage for SqliteStorage {
         let Ok(v) = i64::try_from(version) else {
             return Ok(None);
         };
-        let row = sqlx::query(
-            "SELECT data, version, sha256, created_at FROM tuf_files
-             WHERE gun = ? AND role = ? AND version = ?",
-        )
-        .bind(gun.as_str())
-        .bind(role.as_str())
-        .bind(v)
-        .fetch_optional(&self.read)
-        .await?;
-        row.as_ref().map(Self::file).transpose()
+        let (g, r) = (gun.to_string(), role.to_string());
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT data, version, sha256, created_at FROM tuf_files
+                 WHERE gun = ?1 AND role = ?2 AND version = ?3",
+            )?
+            .query_row(params![g, r, v], file_row)
+            .optional()?)
+        })
+        .await
     }
 
-    async fn commit(&self, gun: &Gun, files: &[NewFile]) -> Result<()> {
-        let mut conn = self.write.acquire().await?;
-        let mut tx = conn.begin().await?;
-        let now = now_secs();
-        for f in files {
-            let version = i64::try_from(f.version).map_err(|_| StorageError::Version {
-                role: f.role.to_string(),
-                version: f.version,
-            })?;
-            let max: Option<i64> =
-                sqlx::query_scalar("SELECT MAX(version) FROM tuf_files WHERE gun = ? AND role = ?")
-                    .bind(gun.as_str())
-                    .bind(f.role.as_str())
-                    .fetch_one(&mut *tx)
-                    .await?;
-            if max.is_some_and(|m| m >= version) {
-                return Err(StorageError::Version {
-                    role: f.role.to_string(),
-                    version: f.version,
-                });
-            }
-            let sha = tuf::hash::sha256_hex(&f.data);
-            sqlx::query(
-                "INSERT INTO tuf_files (gun, role, version, sha256, data, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(gun.as_str())
-            .bind(f.role.as_str())
-            .bind(version)
-            .bind(&sha)
-            .bind(&f.data[..])
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            if f.role.as_str() == "timestamp" {
-                sqlx::query(
-                    "INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES (?, ?, ?, ?, 'update')",
-                )
-                .bind(now)
-                .bind(gun.as_str())
-                .bind(version)
-                .bind(&sha)
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-        tx.commit().await?;
-        Ok(())
+    fn submit(&self, commit: Commit) -> CommitFuture {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.send(Msg::Commit(commit, tx));
+        Box::pin(async move {
+            sent?;
+            rx.await
+                .map_err(|_| StorageError::Db("the database writer has stopped".into()))?
+        })
     }
 
     async fn delete_repository(&self, gun: &Gun) -> Result<bool> {
-        let mut conn = self.write.acquire().await?;
-        let mut tx = conn.begin().await?;
-        let n = sqlx::query("DELETE FROM tuf_files WHERE gun = ?")
-            .bind(gun.as_str())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        sqlx::query("DELETE FROM private_keys WHERE gun = ?")
-            .bind(gun.as_str())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM pending_keys WHERE gun = ?")
-            .bind(gun.as_str())
-            .execute(&mut *tx)
-            .await?;
-        if n > 0 {
-            sqlx::query(
-                "INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES (?, ?, 0, '', 'deletion')",
-            )
-            .bind(now_secs())
-            .bind(gun.as_str())
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(n > 0)
+        let g = gun.to_string();
+        self.write(move |tx| {
+            let n = tx.execute("DELETE FROM tuf_files WHERE gun = ?1", params![g])?;
+            tx.execute("DELETE FROM private_keys WHERE gun = ?1", params![g])?;
+            tx.execute("DELETE FROM pending_keys WHERE gun = ?1", params![g])?;
+            if n > 0 {
+                tx.execute(
+                    "INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES (?1, ?2, 0, '', 'deletion')",
+                    params![now_secs(), g],
+                )?;
+            }
+            Ok(n > 0)
+        })
+        .await
     }
 
     async fn changes(
@@ -257,96 +415,110 @@ impl Storage for SqliteStorage {
         change_id: i64,
         records: i64,
     ) -> Result<Vec<Change>> {
-        let filter = if gun.is_some() { "AND gun = ?2" } else { "" };
-        let (cond, order) = match (records < 0, change_id < 0) {
-            // From the latest, backwards (whatever the sign of `records`).
-            (_, true) => ("1 = 1", "DESC"),
-            (false, false) => ("id > ?1", "ASC"),
-            (true, false) => ("id < ?1", "DESC"),
-        };
-        let sql = format!(
-            "SELECT id, created_at, gun, version, sha256, category FROM changefeed
-             WHERE {cond} {filter} ORDER BY id {order} LIMIT ?3"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(change_id)
-            .bind(gun.map(|g| g.as_str()).unwrap_or(""))
-            .bind(records.unsigned_abs() as i64)
-            .fetch_all(&self.read)
-            .await?;
-        let mut out = rows
-            .iter()
-            .map(|r| -> Result<Change> {
-                Ok(Change {
-                    id: r.try_get("id")?,
-                    created_at: r.try_get("created_at")?,
-                    gun: r.try_get("gun")?,
-                    version: r.try_get::<i64, _>("version")? as u64,
-                    sha256: r.try_get("sha256")?,
-                    category: r.try_get("category")?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        if order == "DESC" {
-            out.reverse();
-        }
-        Ok(out)
+        let gun = gun.map(|g| g.to_string());
+        self.read(move |c| {
+            let filter = if gun.is_some() {
+                "AND gun = ?2"
+            } else {
+                "AND ?2 = ?2"
+            };
+            let (cond, desc) = match (records < 0, change_id < 0) {
+                (_, true) => ("?1 = ?1", true),
+                (false, false) => ("id > ?1", false),
+                (true, false) => ("id < ?1", true),
+            };
+            let sql = format!(
+                "SELECT id, created_at, gun, version, sha256, category FROM changefeed
+                 WHERE {cond} {filter} ORDER BY id {} LIMIT ?3",
+                if desc { "DESC" } else { "ASC" }
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(
+                params![
+                    change_id,
+                    gun.unwrap_or_default(),
+                    records.unsigned_abs() as i64
+                ],
+                |r| {
+                    Ok(Change {
+                        id: r.get(0)?,
+                        created_at: r.get(1)?,
+                        gun: r.get(2)?,
+                        version: r.get::<_, i64>(3)? as u64,
+                        sha256: r.get(4)?,
+                        category: r.get(5)?,
+                    })
+                },
+            )?;
+            let mut out = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            if desc {
+                out.reverse();
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn insert_key(&self, key: &KeyRecord) -> Result<()> {
-        let r = sqlx::query(
-            "INSERT INTO private_keys (key_id, gun, role, algorithm, sealed, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&key.key_id)
-        .bind(&key.gun)
-        .bind(&key.role)
-        .bind(&key.algorithm)
-        .bind(&key.sealed)
-        .bind(key.created_at)
-        .execute(&self.write)
-        .await;
-        match r {
-            Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                Err(StorageError::Conflict(e.to_string()))
+        let k = key.clone();
+        self.write(move |tx| {
+            match tx.execute(
+                "INSERT INTO private_keys (key_id, gun, role, algorithm, sealed, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![k.key_id, k.gun, k.role, k.algorithm, k.sealed, k.created_at],
+            ) {
+                Ok(_) => Ok(()),
+                Err(rusqlite::Error::SqliteFailure(e, m)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+                    Err(StorageError::Conflict(m.unwrap_or_default()))
+                }
+                Err(e) => Err(e.into()),
             }
-            Err(e) => Err(e.into()),
-        }
+        })
+        .await
     }
 
     async fn delete_key(&self, key_id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM private_keys WHERE key_id = ?")
-            .bind(key_id)
-            .execute(&self.write)
-            .await?;
-        Ok(())
+        let id = key_id.to_owned();
+        self.write(move |tx| {
+            tx.execute("DELETE FROM private_keys WHERE key_id = ?1", params![id])?;
+            Ok(())
+        })
+        .await
     }
 
     async fn key(&self, key_id: &str) -> Result<Option<KeyRecord>> {
-        let row = sqlx::query("SELECT * FROM private_keys WHERE key_id = ?")
-            .bind(key_id)
-            .fetch_optional(&self.read)
-            .await?;
-        row.as_ref().map(key_record).transpose()
+        let id = key_id.to_owned();
+        self.read(move |c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {KEY_COLUMNS} FROM private_keys WHERE key_id = ?1"
+            ))?
+            .query_row(params![id], key_row)
+            .optional()?)
+        })
+        .await
     }
 
     async fn keys_for(&self, gun: &Gun) -> Result<Vec<KeyRecord>> {
-        let rows =
-            sqlx::query("SELECT * FROM private_keys WHERE gun = ? ORDER BY created_at, key_id")
-                .bind(gun.as_str())
-                .fetch_all(&self.read)
-                .await?;
-        rows.iter().map(key_record).collect()
+        let g = gun.to_string();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {KEY_COLUMNS} FROM private_keys WHERE gun = ?1 ORDER BY created_at, key_id"
+            ))?;
+            let rows = stmt.query_map(params![g], key_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
     }
 
     async fn pending_key(&self, gun: &Gun, role: &str) -> Result<Option<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT key_id FROM pending_keys WHERE gun = ? AND role = ?")
-                .bind(gun.as_str())
-                .bind(role)
-                .fetch_optional(&self.read)
-                .await?,
-        )
+        let (g, r) = (gun.to_string(), role.to_owned());
+        self.read(move |c| {
+            Ok(
+                c.prepare_cached("SELECT key_id FROM pending_keys WHERE gun = ?1 AND role = ?2")?
+                    .query_row(params![g, r], |row| row.get(0))
+                    .optional()?,
+            )
+        })
+        .await
     }
 
     async fn set_pending_key(
@@ -356,53 +528,61 @@ impl Storage for SqliteStorage {
         expected: Option<&str>,
         new: &str,
     ) -> Result<bool> {
-        let n = match expected {
-            None => sqlx::query("INSERT INTO pending_keys (gun, role, key_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
-                .bind(gun.as_str())
-                .bind(role)
-                .bind(new)
-                .execute(&self.write)
-                .await?
-                .rows_affected(),
-            Some(old) => sqlx::query("UPDATE pending_keys SET key_id = ? WHERE gun = ? AND role = ? AND key_id = ?")
-                .bind(new)
-                .bind(gun.as_str())
-                .bind(role)
-                .bind(old)
-                .execute(&self.write)
-                .await?
-                .rows_affected(),
-        };
-        Ok(n == 1)
+        let (g, r, e, n) = (
+            gun.to_string(),
+            role.to_owned(),
+            expected.map(str::to_owned),
+            new.to_owned(),
+        );
+        self.write(move |tx| {
+            let changed = match e {
+                None => tx.execute(
+                    "INSERT INTO pending_keys (gun, role, key_id) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                    params![g, r, n],
+                )?,
+                Some(old) => tx.execute(
+                    "UPDATE pending_keys SET key_id = ?1 WHERE gun = ?2 AND role = ?3 AND key_id = ?4",
+                    params![n, g, r, old],
+                )?,
+            };
+            Ok(changed == 1)
+        })
+        .await
     }
 
     async fn setting(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        Ok(
-            sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")
-                .bind(name)
-                .fetch_optional(&self.read)
-                .await?,
-        )
+        let n = name.to_owned();
+        self.read(move |c| {
+            Ok(
+                c.prepare_cached("SELECT value FROM settings WHERE name = ?1")?
+                    .query_row(params![n], |r| r.get(0))
+                    .optional()?,
+            )
+        })
+        .await
     }
 
     async fn init_setting(&self, name: &str, value: &[u8]) -> Result<Vec<u8>> {
-        sqlx::query("INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING")
-            .bind(name)
-            .bind(value)
-            .execute(&self.write)
-            .await?;
-        Ok(
-            sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")
-                .bind(name)
-                .fetch_one(&self.write)
-                .await?,
-        )
+        let (n, v) = (name.to_owned(), value.to_vec());
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![n, v],
+            )?;
+            Ok(tx.query_row(
+                "SELECT value FROM settings WHERE name = ?1",
+                params![n],
+                |r| r.get(0),
+            )?)
+        })
+        .await
     }
 
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT COUNT(*) FROM settings")
-            .execute(&self.read)
-            .await?;
-        Ok(())
+        self.read(|c| {
+            c.query_row("SELECT COUNT(*) FROM settings", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
     }
 }

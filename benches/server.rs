@@ -1,0 +1,260 @@
+//! Trust server load benchmark (not a test): starts the release `notarium server` binary on
+//! loopback and measures
+//!
+//! * HTTPS reads of `timestamp.json` per second with wrk (1 thread, 16 connections), and
+//!   server memory before and after;
+//! * signed updates per second: W writers each uploading pre-signed delegation updates
+//!   (durable: SQLite WAL, synchronous=FULL), to one repository and to many;
+//! * memory as repositories grow.
+//!
+//! Run: `cargo bench --bench server` (needs `wrk`). Prints a Markdown table for
+//! BENCHMARKS.md.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use notarium_testkit::server::Endpoint;
+use notarium_testkit::TestRepo;
+use tuf::edit;
+use tuf::metadata::Metadata;
+use tuf::sign::SigningKey;
+use tuf::{RoleName, TargetName, Targets};
+
+struct Server {
+    child: Child,
+    endpoint: Endpoint,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_notarium"))
+        .args(["server", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("NOTARIUM_KEY_PASSPHRASE", "bench-passphrase")
+        .env("NOTARIUM_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    // "notarium server ready at https://127.0.0.1:PORT (CA certificate: PATH)"
+    let url = line.split_whitespace().nth(4).unwrap().to_owned();
+    let ca = line
+        .split("CA certificate: ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .trim_end_matches(')')
+        .to_owned();
+    Server {
+        child,
+        endpoint: Endpoint::new(url, Some(ca.into())),
+        _dir: dir,
+    }
+}
+
+fn rss_mb(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: f64 = s
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .parse()
+        .unwrap();
+    kb / 1024.0
+}
+
+fn wrk(url: &str, secs: u32) -> f64 {
+    let out = Command::new("wrk")
+        .args(["-t1", "-c16", &format!("-d{secs}s"), url])
+        .output()
+        .expect("wrk is needed: apt-get install wrk");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("Non-2xx"), "wrk saw errors:\n{text}");
+    text.lines()
+        .find(|l| l.starts_with("Requests/sec:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// A published repository with one delegation per writer.
+fn repo(ep: &Endpoint, gun: &str, writers: usize) -> TestRepo {
+    let mut r = TestRepo::new(ep, gun);
+    r.publish_init(ep);
+    let mut t = Vec::new();
+    for w in 0..writers {
+        t = r.add_delegation(&format!("w{w}"));
+    }
+    assert_eq!(ep.post_parts(gun, &[("targets", &t)]).status, 200);
+    r
+}
+
+/// Pre-signed uploads: `per_writer` successive versions of each writer's delegation.
+fn uploads(r: &mut TestRepo, writers: usize, per_writer: u64) -> Vec<Vec<Vec<u8>>> {
+    (0..writers)
+        .map(|w| {
+            let role = format!("targets/w{w}");
+            let key = r
+                .delegation_keys
+                .remove(&RoleName::new(&role).unwrap())
+                .unwrap();
+            (1..=per_writer)
+                .map(|v| {
+                    let mut t = Targets::new(r.now.plus_days(30), v);
+                    edit::add_target(
+                        &mut t,
+                        TargetName::new(&format!("v{v}")).unwrap(),
+                        edit::docker_target([v as u8; 32], 528),
+                    );
+                    Metadata::sign(&role, t, &[SigningKey::plain(&key)])
+                        .unwrap()
+                        .raw()
+                        .to_vec()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Send every writer's uploads in order, writers in parallel; updates per second.
+fn run_writers(ep: &Endpoint, jobs: Vec<(String, usize, Vec<Vec<u8>>)>) -> f64 {
+    let total: usize = jobs.iter().map(|j| j.2.len()).sum();
+    let start = Instant::now();
+    let handles: Vec<_> = jobs
+        .into_iter()
+        .map(|(gun, w, ups)| {
+            let ep = ep.clone();
+            std::thread::spawn(move || {
+                let role = format!("targets/w{w}");
+                for u in ups {
+                    let a = ep.post_parts(&gun, &[(&role, &u)]);
+                    assert_eq!(a.status, 200, "{}", a.text());
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+fn main() {
+    // `cargo test --benches` runs benches once in test mode; do nothing then.
+    if std::env::args().any(|a| a == "--test") || std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let s = start();
+    let pid = s.child.id();
+    if only == "updates" {
+        // For profiling: print the PID, wait for a profiler to attach, run the update phases.
+        eprintln!("server pid {pid}");
+        std::thread::sleep(Duration::from_secs(3));
+        let gun = "registry.example.com/bench/one";
+        let mut r = repo(&s.endpoint, gun, 4);
+        let ups = uploads(&mut r, 4, 250);
+        let jobs = ups
+            .into_iter()
+            .enumerate()
+            .map(|(w, u)| (gun.to_owned(), w, u))
+            .collect();
+        println!("one repo: {:.0} updates/s", run_writers(&s.endpoint, jobs));
+        return;
+    }
+    let ep = &s.endpoint;
+    println!("| measurement | result |\n| --- | --- |");
+    println!("| server RSS at start | {:.1} MB |", rss_mb(pid));
+
+    // Reads.
+    let gun = "registry.example.com/bench/reads";
+    repo(ep, gun, 1);
+    let url = format!("{}/v2/{gun}/_trust/tuf/timestamp.json", ep.url);
+    wrk(&url, 2);
+    let before = rss_mb(pid);
+    let rps = wrk(&url, 15);
+    println!("| HTTPS reads of timestamp.json, wrk -t1 -c16, 15 s | {rps:.0} req/s |");
+    println!(
+        "| server RSS before / after the read run | {before:.1} MB / {:.1} MB |",
+        rss_mb(pid)
+    );
+
+    // Updates, 4 writers, one repository.
+    let gun = "registry.example.com/bench/one";
+    let mut r = repo(ep, gun, 4);
+    let ups = uploads(&mut r, 4, 250);
+    let jobs = ups
+        .into_iter()
+        .enumerate()
+        .map(|(w, u)| (gun.to_owned(), w, u))
+        .collect();
+    let before = rss_mb(pid);
+    let ups_s = run_writers(ep, jobs);
+    println!("| signed updates, 4 writers, 1 repository (1,000 updates, durable) | {ups_s:.0} updates/s |");
+    println!(
+        "| server RSS before / after | {before:.1} MB / {:.1} MB |",
+        rss_mb(pid)
+    );
+
+    // Updates, 16 writers, 16 repositories.
+    let mut jobs = Vec::new();
+    for i in 0..16 {
+        let gun = format!("registry.example.com/bench/many{i}");
+        let mut r = repo(ep, &gun, 1);
+        let mut u = uploads(&mut r, 1, 100);
+        jobs.push((gun, 0, u.remove(0)));
+    }
+    let ups_s = run_writers(ep, jobs);
+    println!("| signed updates, 16 writers, 16 repositories (1,600 updates, durable) | {ups_s:.0} updates/s |");
+
+    // Growth: many repositories, in rounds; memory must level off (caches are bounded).
+    let n = 2000;
+    for round in 1..=5 {
+        let before = rss_mb(pid);
+        let start = Instant::now();
+        let ep2 = Arc::new(ep.clone());
+        let handles: Vec<_> = (0..4)
+            .map(|t| {
+                let ep = ep2.clone();
+                std::thread::spawn(move || {
+                    for i in (t..n).step_by(4) {
+                        let gun = format!("registry.example.com/grow{round}/r{i}");
+                        let r = TestRepo::new(&ep, &gun);
+                        r.publish_init(&ep);
+                        assert_eq!(ep.get_file(&gun, "timestamp.json").status, 200);
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let secs = start.elapsed().as_secs_f64();
+        std::thread::sleep(Duration::from_secs(1));
+        println!(
+            "| round {round}: {n} new repositories (keys + first publish + read, 4 clients) | {:.0} repos/s; RSS {before:.1} → {:.1} MB |",
+            n as f64 / secs,
+            rss_mb(pid)
+        );
+    }
+    let rps = wrk(&url, 10);
+    println!("| reads of timestamp.json after growth, wrk -t1 -c16, 10 s | {rps:.0} req/s |");
+    println!("| server RSS at end | {:.1} MB |", rss_mb(pid));
+}
