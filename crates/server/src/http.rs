@@ -335,11 +335,13 @@ async fn changefeed(
         .parse()
         .map_err(|e| bad(format!("invalid records parameter: {e}")))?;
     let records = if records == 0 { 100 } else { records as i64 };
+    // A 32-bit integer, as the reference parses it.
     let change_id: i64 = match change_id {
         None | Some("") => 0,
         Some(v) => v
-            .parse()
-            .map_err(|e| bad(format!("invalid change_id parameter: {e}")))?,
+            .parse::<i32>()
+            .map_err(|e| bad(format!("invalid change_id parameter: {e}")))?
+            .into(),
     };
     let changes = app
         .trust

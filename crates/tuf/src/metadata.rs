@@ -720,7 +720,15 @@ impl<T: Role> Metadata<T> {
     /// Sign `signed` with every key given. Each signature is named by the key ID under
     /// which its key is listed in metadata (for root, the certificate's ID).
     pub fn sign(role: &str, signed: T, keys: &[crate::sign::SigningKey<'_>]) -> Result<Self> {
-        let canonical: Arc<[u8]> = signed.to_canonical().into();
+        let canonical = signed.to_canonical();
+        // Never sign what no one could read back: a float or a control character in
+        // `custom` data, say. One pass over the bytes.
+        let check = canonical::canonicalize(&canonical).map_err(|source| Error::Canonical {
+            role: role.to_owned(),
+            source,
+        })?;
+        debug_assert_eq!(check, canonical, "typed serialization is canonical");
+        let canonical: Arc<[u8]> = canonical.into();
         let mut signatures = Vec::with_capacity(keys.len());
         for k in keys {
             signatures.push(k.sign(role, &canonical)?);

@@ -513,3 +513,40 @@ fn a_flipped_byte_in_a_file_fails_verification() {
         "{err}"
     );
 }
+
+/// Every metadata file in the fixtures, whatever its name (`1.root.json`,
+/// `snapshot.by-checksum.json`, cache copies), parses by its `_type` and re-serializes to
+/// the same bytes.
+#[test]
+fn every_metadata_file_round_trips() {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "json") {
+                out.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&fixtures(), &mut files);
+    let mut n = 0;
+    for p in files {
+        let raw = read(&p);
+        let v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+        let Some(t) = v["signed"]["_type"].as_str() else {
+            continue;
+        };
+        match t {
+            "Root" => assert_round_trip::<Root>(&p),
+            "Targets" => assert_round_trip::<Targets>(&p),
+            "Snapshot" => assert_round_trip::<Snapshot>(&p),
+            "Timestamp" => assert_round_trip::<Timestamp>(&p),
+            other => panic!("{}: _type {other}", p.display()),
+        }
+        n += 1;
+    }
+    // `find tests/fixtures -name "*.json" | xargs grep -l _type | wc -l`
+    assert_eq!(n, 32, "metadata files in tests/fixtures");
+}

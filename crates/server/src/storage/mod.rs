@@ -137,8 +137,9 @@ pub trait Storage: Send + Sync + 'static {
     /// Delete every file and key of a repository (after the commits queued before it);
     /// records a deletion in the changefeed when anything was deleted.
     async fn delete_repository(&self, gun: &Gun) -> Result<bool>;
-    /// Changefeed records after (`records > 0`) or before (`records < 0`) `change_id`,
-    /// oldest first. `change_id < 0` means "from the latest".
+    /// Changefeed records after `change_id` (`records > 0`), or the `|records|` before it
+    /// when `records < 0` or `change_id < 0` (from the latest unless `change_id > 0`);
+    /// always oldest first.
     async fn changes(&self, gun: Option<&Gun>, change_id: i64, records: i64)
         -> Result<Vec<Change>>;
 

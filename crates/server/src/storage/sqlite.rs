@@ -422,10 +422,13 @@ impl Storage for SqliteStorage {
             } else {
                 "AND ?2 = ?2"
             };
-            let (cond, desc) = match (records < 0, change_id < 0) {
-                (_, true) => ("?1 = ?1", true),
-                (false, false) => ("id > ?1", false),
-                (true, false) => ("id < ?1", true),
+            // As the reference: a negative ID or count pages backwards, from the latest
+            // unless a positive ID is given.
+            let desc = change_id < 0 || records < 0;
+            let cond = match (desc, change_id > 0) {
+                (true, true) => "id < ?1",
+                (true, false) => "?1 = ?1",
+                (false, _) => "id > ?1",
             };
             let sql = format!(
                 "SELECT id, created_at, gun, version, sha256, category FROM changefeed
