@@ -20,12 +20,15 @@ struct Cli {
 enum Command {
     /// Run the trust server (Notary v1 API) on one port.
     Server(cmd::server::ServerArgs),
+    /// Manage trust on Docker images (what `docker trust` does, without a daemon).
+    Trust(cmd::trust::TrustArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Server(args) => cmd::server::run(args),
+        Command::Trust(args) => cmd::trust::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,1 +1,2 @@
 pub mod server;
+pub mod trust;

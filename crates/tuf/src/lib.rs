@@ -10,10 +10,12 @@
 //! * [`verify`]: thresholds, expiry, root trust; the only constructor of [`Verified`];
 //! * [`sign`]: producing signatures with keys held elsewhere;
 //! * [`edit`]: building and changing metadata (roots, delegations, targets);
-//! * [`upload`]: the server's validation of an uploaded update.
+//! * [`upload`]: the server's validation of an uploaded update;
+//! * [`client`]: the client's update rules (rollback, freeze, mix-and-match, …).
 #![forbid(unsafe_code)]
 
 pub mod canonical;
+pub mod client;
 pub mod edit;
 pub mod error;
 pub mod hash;

@@ -383,3 +383,15 @@ pub fn check_not_rollback<T: Role>(role: &str, new: &T, trusted: Option<&T>) -> 
     }
     Ok(())
 }
+
+/// Reject a version below the trusted floor (the cached, verified version).
+pub fn check_not_rollback_version(role: &str, found: u64, floor: Option<u64>) -> Result<()> {
+    match floor {
+        Some(trusted) if found < trusted => Err(Error::Rollback {
+            role: role.to_owned(),
+            found,
+            trusted,
+        }),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,484 @@
+//! The client side: HTTP sessions to registries and trust servers the way the docker CLI
+//! opens them (TLS directory, ping, Bearer or Basic challenge, credentials from
+//! `config.json`), with bounded reads; and the registry operations notarium needs.
+
+pub mod config;
+pub mod oci;
+pub mod tls;
+
+use std::io::Read as _;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub use config::{Credentials, DockerConfig};
+pub use tls::TlsOptions;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NetError {
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot connect to {url}: {cause}")]
+    Connect { url: String, cause: String },
+    #[error("TLS failure talking to {url}: {cause}")]
+    Tls { url: String, cause: String },
+    #[error("{url}: authentication required (HTTP 401); log in with `docker login {host}`")]
+    Unauthorized { url: String, host: String },
+    #[error("{url}: access denied (HTTP 403)")]
+    Forbidden { url: String },
+    #[error("{url}: HTTP {status}{}", if body.is_empty() { String::new() } else { format!(": {body}") })]
+    Status {
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("{url}: the response is larger than {limit} bytes")]
+    TooLarge { url: String, limit: u64 },
+    #[error("{url}: {cause}")]
+    Io { url: String, cause: String },
+    #[error("token server {realm}: {msg}")]
+    Token { realm: String, msg: String },
+}
+
+/// How a server asked to be authenticated (from the ping's `WWW-Authenticate`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Challenge {
+    Bearer {
+        realm: String,
+        service: Option<String>,
+    },
+    Basic,
+}
+
+/// Parse `WWW-Authenticate: Bearer realm="…",service="…",scope="…"`.
+pub fn parse_challenge(h: &str) -> Option<Challenge> {
+    let h = h.trim();
+    let (scheme, rest) = h.split_once(' ').unwrap_or((h, ""));
+    match scheme.to_ascii_lowercase().as_str() {
+        "basic" => Some(Challenge::Basic),
+        "bearer" => {
+            let mut realm = None;
+            let mut service = None;
+            for (k, v) in parse_params(rest) {
+                match k.to_ascii_lowercase().as_str() {
+                    "realm" => realm = Some(v),
+                    "service" => service = Some(v),
+                    _ => {}
+                }
+            }
+            Some(Challenge::Bearer {
+                realm: realm?,
+                service,
+            })
+        }
+        _ => None,
+    }
+}
+
+fn parse_params(s: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = s.trim();
+    while !rest.is_empty() {
+        let Some((k, after)) = rest.split_once('=') else {
+            break;
+        };
+        let k = k.trim().trim_start_matches(',').trim().to_owned();
+        let after = after.trim_start();
+        let (v, remainder) = if let Some(q) = after.strip_prefix('"') {
+            match q.find('"') {
+                Some(end) => (q[..end].to_owned(), &q[end + 1..]),
+                None => (q.to_owned(), ""),
+            }
+        } else {
+            match after.find(',') {
+                Some(end) => (after[..end].trim().to_owned(), &after[end..]),
+                None => (after.trim().to_owned(), ""),
+            }
+        };
+        out.push((k, v));
+        rest = remainder.trim_start().trim_start_matches(',').trim_start();
+    }
+    out
+}
+
+struct Token {
+    scope: String,
+    value: String,
+    expires: Instant,
+}
+
+/// One server, opened: its base URL, client, challenge and cached tokens.
+pub struct Session {
+    http: reqwest::blocking::Client,
+    /// `https://host[:port][/prefix]`, no trailing slash.
+    pub base: String,
+    host: String,
+    creds: Option<Credentials>,
+    challenge: Option<Challenge>,
+    token: Mutex<Option<Token>>,
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// Turn a transport error into a one-line cause users recognize.
+pub fn classify(url: &str, e: &reqwest::Error) -> NetError {
+    let chain = error_chain(e);
+    let tls_words = [
+        "certificate",
+        "UnknownIssuer",
+        "invalid peer",
+        "handshake",
+        "tls",
+        "TLS",
+    ];
+    if tls_words.iter().any(|w| chain.contains(w)) {
+        let cause = if chain.contains("UnknownIssuer") {
+            "certificate signed by unknown authority".to_owned()
+        } else if chain.contains("NotValidForName") {
+            "certificate is not valid for this name".to_owned()
+        } else if chain.contains("Expired") {
+            "certificate has expired".to_owned()
+        } else {
+            chain.rsplit(": ").next().unwrap_or(&chain).to_owned()
+        };
+        return NetError::Tls {
+            url: url.to_owned(),
+            cause,
+        };
+    }
+    if e.is_timeout() {
+        return NetError::Connect {
+            url: url.to_owned(),
+            cause: "timed out".into(),
+        };
+    }
+    if e.is_connect() || chain.contains("Connection refused") || chain.contains("dns error") {
+        let cause = if chain.contains("Connection refused") {
+            "connection refused".to_owned()
+        } else if chain.contains("dns error") || chain.contains("failed to lookup") {
+            "no such host".to_owned()
+        } else {
+            chain.rsplit(": ").next().unwrap_or(&chain).to_owned()
+        };
+        return NetError::Connect {
+            url: url.to_owned(),
+            cause,
+        };
+    }
+    NetError::Io {
+        url: url.to_owned(),
+        cause: chain,
+    }
+}
+
+pub const USER_AGENT: &str = concat!("notarium/", env!("CARGO_PKG_VERSION"));
+
+impl Session {
+    /// Open a session: build the TLS client and ping `<base>/v2/` (5 s), noting any auth
+    /// challenge. A server that cannot be reached is an error right here.
+    pub fn open(
+        base: &str,
+        tls: &TlsOptions,
+        creds: Option<Credentials>,
+    ) -> Result<Session, NetError> {
+        let base = base.trim_end_matches('/').to_owned();
+        let host = base
+            .split("://")
+            .nth(1)
+            .unwrap_or(&base)
+            .split('/')
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        let mut b = reqwest::blocking::Client::builder()
+            .user_agent(USER_AGENT)
+            .connect_timeout(Duration::from_secs(30))
+            .timeout(Duration::from_secs(600))
+            .redirect(reqwest::redirect::Policy::limited(5));
+        if base.starts_with("https://") {
+            b = b.use_preconfigured_tls(tls::client_config(tls)?);
+        }
+        let http = b.build().map_err(|e| NetError::Config(e.to_string()))?;
+        let ping = format!("{base}/v2/");
+        let r = http
+            .get(&ping)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .map_err(|e| classify(&base, &e))?;
+        let challenge = if r.status().as_u16() == 401 {
+            r.headers()
+                .get_all(reqwest::header::WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .filter_map(parse_challenge)
+                .next()
+        } else {
+            None
+        };
+        Ok(Session {
+            http,
+            base,
+            host,
+            creds,
+            challenge,
+            token: Mutex::new(None),
+        })
+    }
+
+    pub fn challenge(&self) -> Option<&Challenge> {
+        self.challenge.as_ref()
+    }
+
+    /// The `Authorization` header for `scope` (`repository:<name>:pull,push`), fetching a
+    /// token when the server uses Bearer auth.
+    fn authorization(&self, scope: &str) -> Result<Option<String>, NetError> {
+        use base64::Engine as _;
+        match &self.challenge {
+            None => Ok(None),
+            Some(Challenge::Basic) => match &self.creds {
+                Some(Credentials::Basic { username, password }) => Ok(Some(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD
+                        .encode(format!("{username}:{password}"))
+                ))),
+                _ => Err(NetError::Unauthorized {
+                    url: self.base.clone(),
+                    host: self.host.clone(),
+                }),
+            },
+            Some(Challenge::Bearer { realm, service }) => {
+                let mut cached = self.token.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(t) = cached.as_ref() {
+                    if t.scope == scope && t.expires > Instant::now() {
+                        return Ok(Some(format!("Bearer {}", t.value)));
+                    }
+                }
+                let t = self.fetch_token(realm, service.as_deref(), scope)?;
+                let header = format!("Bearer {}", t.value);
+                *cached = Some(t);
+                Ok(Some(header))
+            }
+        }
+    }
+
+    fn fetch_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+    ) -> Result<Token, NetError> {
+        let err = |msg: String| NetError::Token {
+            realm: realm.to_owned(),
+            msg,
+        };
+        let resp = match &self.creds {
+            Some(Credentials::IdentityToken { token, .. }) => {
+                let mut form = vec![
+                    ("grant_type", "refresh_token".to_owned()),
+                    ("refresh_token", token.clone()),
+                    ("client_id", "docker".to_owned()),
+                    ("scope", scope.to_owned()),
+                ];
+                if let Some(s) = service {
+                    form.push(("service", s.to_owned()));
+                }
+                self.http.post(realm).form(&form).send()
+            }
+            creds => {
+                let mut q: Vec<(&str, String)> = vec![("scope", scope.to_owned())];
+                if let Some(s) = service {
+                    q.push(("service", s.to_owned()));
+                }
+                let mut rb = self.http.get(realm);
+                if let Some(Credentials::Basic { username, password }) = creds {
+                    q.push(("account", username.clone()));
+                    rb = rb.basic_auth(username, Some(password));
+                }
+                rb.query(&q).send()
+            }
+        }
+        .map_err(|e| classify(realm, &e))?;
+        let status = resp.status().as_u16();
+        if status == 401 {
+            return Err(NetError::Unauthorized {
+                url: realm.to_owned(),
+                host: self.host.clone(),
+            });
+        }
+        if !(200..300).contains(&status) {
+            return Err(err(format!("HTTP {status}")));
+        }
+        #[derive(serde::Deserialize)]
+        struct TokenResponse {
+            token: Option<String>,
+            access_token: Option<String>,
+            expires_in: Option<u64>,
+        }
+        let body = read_limited(resp, 1 << 20, realm)?;
+        let t: TokenResponse = serde_json::from_slice(&body).map_err(|e| err(e.to_string()))?;
+        let value = t
+            .access_token
+            .or(t.token)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| {
+                err("authorization server did not include a token in the response".into())
+            })?;
+        let ttl = t.expires_in.unwrap_or(60).max(60);
+        Ok(Token {
+            scope: scope.to_owned(),
+            value,
+            expires: Instant::now() + Duration::from_secs(ttl.saturating_sub(10)),
+        })
+    }
+
+    /// A request to `<base><path>` with the authorization `scope` needs.
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        scope: &str,
+    ) -> Result<reqwest::blocking::RequestBuilder, NetError> {
+        let url = format!("{}{path}", self.base);
+        let mut rb = self.http.request(method, &url);
+        if let Some(h) = self.authorization(scope)? {
+            rb = rb.header(reqwest::header::AUTHORIZATION, h);
+        }
+        Ok(rb)
+    }
+
+    /// Send, turning transport failures and 401/403 into clear errors.
+    pub fn send(
+        &self,
+        rb: reqwest::blocking::RequestBuilder,
+        what: &str,
+    ) -> Result<reqwest::blocking::Response, NetError> {
+        let r = rb.send().map_err(|e| classify(what, &e))?;
+        match r.status().as_u16() {
+            401 => Err(NetError::Unauthorized {
+                url: what.to_owned(),
+                host: self.host.clone(),
+            }),
+            403 => Err(NetError::Forbidden {
+                url: what.to_owned(),
+            }),
+            _ => Ok(r),
+        }
+    }
+
+    /// GET `<base><path>`: `None` on 404, the body (at most `limit` bytes) on 200.
+    pub fn get(&self, path: &str, scope: &str, limit: u64) -> Result<Option<Vec<u8>>, NetError> {
+        let url = format!("{}{path}", self.base);
+        let r = self.send(self.request(reqwest::Method::GET, path, scope)?, &url)?;
+        match r.status().as_u16() {
+            200 => Ok(Some(read_limited(r, limit, &url)?)),
+            404 => Ok(None),
+            status => Err(NetError::Status {
+                url,
+                status,
+                body: error_summary(r),
+            }),
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+}
+
+/// Read a body, refusing more than `limit` bytes (the connection is dropped there).
+pub fn read_limited(
+    r: reqwest::blocking::Response,
+    limit: u64,
+    url: &str,
+) -> Result<Vec<u8>, NetError> {
+    if let Some(len) = r.content_length() {
+        if len > limit {
+            return Err(NetError::TooLarge {
+                url: url.to_owned(),
+                limit,
+            });
+        }
+    }
+    let mut out = Vec::new();
+    r.take(limit + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| NetError::Io {
+            url: url.to_owned(),
+            cause: e.to_string(),
+        })?;
+    if out.len() as u64 > limit {
+        return Err(NetError::TooLarge {
+            url: url.to_owned(),
+            limit,
+        });
+    }
+    Ok(out)
+}
+
+/// The first error code/message of a registry or Notary error body, for messages.
+pub fn error_summary(r: reqwest::blocking::Response) -> String {
+    let Ok(body) = read_limited(r, 64 * 1024, "") else {
+        return String::new();
+    };
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let e = &v["errors"][0];
+    match (e["code"].as_str(), e["message"].as_str()) {
+        (Some(c), Some(m)) => {
+            let detail = match &e["detail"] {
+                serde_json::Value::Null => String::new(),
+                d => {
+                    let s = d
+                        .get("Error")
+                        .and_then(|x| x.get("Msg"))
+                        .and_then(|m| m.as_str())
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| d.to_string());
+                    if s == "{}" {
+                        String::new()
+                    } else {
+                        format!(" ({s})")
+                    }
+                }
+            };
+            format!("{c}: {m}{detail}")
+        }
+        _ => String::from_utf8_lossy(&body[..body.len().min(200)])
+            .trim()
+            .to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges() {
+        assert_eq!(
+            parse_challenge(
+                r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull""#
+            ),
+            Some(Challenge::Bearer {
+                realm: "https://auth.example/token".into(),
+                service: Some("registry.example".into())
+            })
+        );
+        assert_eq!(
+            parse_challenge(r#"Basic realm="x""#),
+            Some(Challenge::Basic)
+        );
+        assert_eq!(parse_challenge("Negotiate"), None);
+        assert_eq!(parse_challenge("Bearer service=\"x\""), None);
+    }
+}

@@ -1,0 +1,299 @@
+//! One repository's trust data: updated from the server through the TUF rules
+//! (`tuf::client`), changed, signed and published.
+
+use std::collections::BTreeMap;
+
+use keys::PrivateKey;
+use registry::client::NetError;
+use registry::Reference;
+use tuf::client::{Client, ClientError};
+use tuf::edit::{self, TopLevelKeys};
+use tuf::metadata::{Metadata, Role};
+use tuf::sign::SigningKey;
+use tuf::{Gun, PublicKey, RoleName, Root, Targets, Verified};
+
+use crate::cache::FileCache;
+use crate::context::Context;
+use crate::error::{Result, TrustError};
+use crate::keyring::Keyring;
+use crate::remote::TrustRemote;
+
+/// What to load beyond root, timestamp and snapshot.
+pub enum Load<'a> {
+    /// `targets` and every delegation reachable from it.
+    All,
+    /// These roles (and what they need).
+    Roles(&'a [&'a str]),
+}
+
+/// The verified state of a repository after an update.
+pub struct View {
+    pub root: Verified<Root>,
+    pub snapshot: Option<Verified<tuf::Snapshot>>,
+    /// Loaded targets roles, in breadth-first delegation order.
+    pub roles: Vec<(RoleName, Verified<Targets>)>,
+    /// Delegations that exist but did not verify (docker logs these as warnings).
+    pub warnings: Vec<String>,
+    /// Effective delegated paths.
+    pub paths: BTreeMap<RoleName, Vec<String>>,
+    /// Versions of delegations that exist but did not verify.
+    pub invalid: BTreeMap<RoleName, u64>,
+}
+
+impl View {
+    pub fn role(&self, name: &str) -> Option<&Verified<Targets>> {
+        self.roles
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .map(|(_, m)| m)
+    }
+
+    pub fn allows(&self, role: &RoleName, target: &str) -> bool {
+        match self.paths.get(role) {
+            None => true,
+            Some(p) => p.iter().any(|x| target.starts_with(x.as_str())),
+        }
+    }
+
+    /// The keys of a top-level role, as listed in root.
+    pub fn root_role_keys(&self, role: &str) -> Vec<PublicKey> {
+        self.root
+            .signed()
+            .role_keys(role)
+            .map(|(_, ks)| ks.into_iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Docker's "released" lookup: `targets/releases`, then `targets`.
+    pub fn find_released(&self, tag: &str) -> Option<(RoleName, tuf::FileMeta)> {
+        for role in ["targets/releases", "targets"] {
+            if let Some(m) = self.role(role) {
+                let r = RoleName::new(role).ok()?;
+                if let Some(fm) = m.signed().targets.get(tag) {
+                    if self.allows(&r, tag) {
+                        return Some((r, fm.clone()));
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
+pub struct Repo {
+    pub reference: Reference,
+    pub gun: Gun,
+    pub remote: TrustRemote,
+    pub cache: FileCache,
+    /// The trust server's `host:port`, for messages.
+    pub host: String,
+}
+
+impl Repo {
+    pub fn open(ctx: &Context, reference: &Reference, write: bool) -> Result<Repo> {
+        let (remote, cache, host) = ctx.open_trust(reference, write)?;
+        Ok(Repo {
+            gun: remote.gun.clone(),
+            reference: reference.clone(),
+            remote,
+            cache,
+            host,
+        })
+    }
+
+    /// Update from the server and load roles. `Ok(None)`: the repository does not exist.
+    pub fn view(
+        &mut self,
+        ctx: &Context,
+        fetch_root: bool,
+        load: Load<'_>,
+    ) -> Result<Option<View>> {
+        let host = self.host.clone();
+        let mut client = Client::new(
+            self.gun.clone(),
+            &mut self.remote,
+            &mut self.cache,
+            ctx.now(),
+        );
+        match client.update(fetch_root) {
+            Ok(()) => {}
+            Err(ClientError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(TrustError::from_client(e, &host)),
+        }
+        let roles = match load {
+            Load::All => client
+                .all_roles()
+                .map_err(|e| TrustError::from_client(e, &host))?,
+            Load::Roles(names) => {
+                let mut out = Vec::new();
+                for n in names {
+                    let r = RoleName::new(n)?;
+                    if let Some(m) = client
+                        .role(&r)
+                        .map_err(|e| TrustError::from_client(e, &host))?
+                    {
+                        out.push((r, m));
+                    }
+                }
+                out
+            }
+        };
+        let mut paths = BTreeMap::new();
+        for (r, _) in &roles {
+            if let Some(p) = effective_paths(&roles, r) {
+                paths.insert(r.clone(), p);
+            }
+        }
+        let root = client.root().cloned().ok_or_else(|| TrustError::NotFound {
+            gun: self.gun.to_string(),
+            host: host.clone(),
+        })?;
+        let mut invalid = BTreeMap::new();
+        for w in client.warnings() {
+            if let Some(name) = w.split(':').next().and_then(|n| RoleName::new(n).ok()) {
+                if let Some(v) = client.invalid_version(&name) {
+                    invalid.insert(name, v);
+                }
+            }
+        }
+        Ok(Some(View {
+            root,
+            snapshot: client.snapshot().cloned(),
+            roles,
+            warnings: client.warnings().to_vec(),
+            paths,
+            invalid,
+        }))
+    }
+
+    /// Upload signed files in one update.
+    pub fn publish(&self, parts: &[(RoleName, Vec<u8>)]) -> Result<()> {
+        match self.remote.publish(parts) {
+            Ok(()) => Ok(()),
+            Err(NetError::Status { status, body, .. })
+                if (400..500).contains(&status) && status != 401 && status != 403 =>
+            {
+                Err(TrustError::Refused(body))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// A delegation's effective paths: its own, narrowed by each ancestor's.
+fn effective_paths(
+    roles: &[(RoleName, Verified<Targets>)],
+    role: &RoleName,
+) -> Option<Vec<String>> {
+    let parent = role.parent()?;
+    let pm = roles.iter().find(|(n, _)| n == &parent).map(|(_, m)| m)?;
+    let d = pm.signed().delegations.role(role.as_str())?;
+    match effective_paths(roles, &parent) {
+        None => Some(d.paths.clone()),
+        Some(pp) => Some(
+            d.paths
+                .iter()
+                .filter(|p| pp.iter().any(|q| p.starts_with(q.as_str())))
+                .cloned()
+                .collect(),
+        ),
+    }
+}
+
+/// Re-sign a targets-like role after a change (version + 1, a fresh 3-year expiry).
+pub fn sign_targets(
+    role: &RoleName,
+    body: Targets,
+    previous_version: u64,
+    keys: &[&PrivateKey],
+    ctx: &Context,
+) -> Result<Vec<u8>> {
+    let signers: Vec<SigningKey<'_>> = keys.iter().map(|k| SigningKey::plain(*k)).collect();
+    let m = edit::resign(
+        role.as_str(),
+        body,
+        previous_version,
+        ctx.now().plus_days(edit::TARGETS_EXPIRY_DAYS),
+        &signers,
+    )?;
+    Ok(m.raw().to_vec())
+}
+
+/// The keys among `listed` whose private halves are here, opened.
+pub fn open_keys(
+    ctx: &mut Context,
+    keyring: &Keyring,
+    listed: &[PublicKey],
+) -> Result<Vec<PrivateKey>> {
+    let mut out = Vec::new();
+    for k in listed {
+        if let Some(p) = keyring.open(&mut ctx.passphrases, k)? {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// The repository (targets) key(s), or docker's error naming the keys that would do.
+pub fn targets_keys(ctx: &mut Context, keyring: &Keyring, view: &View) -> Result<Vec<PrivateKey>> {
+    let listed = view.root_role_keys("targets");
+    let keys = open_keys(ctx, keyring, &listed)?;
+    if keys.is_empty() {
+        return Err(TrustError::NoSigningKey {
+            ids: listed
+                .iter()
+                .map(|k| k.id().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    Ok(keys)
+}
+
+/// A new repository, as `docker trust signer add` initializes one: the first local root
+/// key (or a new one) in a certificate for the GUN, a new repository (targets) key, and the
+/// server's timestamp and snapshot keys.
+pub struct NewRepo {
+    pub root: Metadata<Root>,
+    pub targets: Targets,
+    pub targets_key: PrivateKey,
+}
+
+pub fn initialize(ctx: &mut Context, keyring: &Keyring, repo: &Repo) -> Result<NewRepo> {
+    let root_key = match keyring.root_key_ids()?.first() {
+        Some(id) => keyring.open_id(&mut ctx.passphrases, id)?,
+        None => keyring.generate(&mut ctx.passphrases, "root", None)?,
+    };
+    let targets_key = keyring.generate(&mut ctx.passphrases, "targets", Some(&repo.gun))?;
+    let timestamp = repo.remote.server_key("timestamp")?;
+    let snapshot = repo.remote.server_key("snapshot")?;
+    let now = ctx.now();
+    let cert = keys::cert::root_certificate(&root_key, &repo.gun, now, keys::cert::ROOT_CERT_DAYS)?;
+    let body = edit::new_root(
+        &TopLevelKeys {
+            root: vec![cert.clone()],
+            targets: vec![targets_key.public().clone()],
+            snapshot: vec![snapshot],
+            timestamp: vec![timestamp],
+        },
+        now,
+    );
+    let root = Metadata::sign("root", body, &[SigningKey::listed(&cert, &root_key)])?;
+    Ok(NewRepo {
+        root,
+        targets: Targets::new(now.plus_days(edit::TARGETS_EXPIRY_DAYS), 0),
+        targets_key,
+    })
+}
+
+/// The version a role's next signature gets, and its current body (empty when new).
+/// A role that no longer verifies starts over empty, from its version.
+pub fn current_or_new(view: &View, role: &RoleName, ctx: &Context) -> (Targets, u64) {
+    match view.role(role.as_str()) {
+        Some(m) => (m.signed().clone(), m.signed().version()),
+        None => (
+            Targets::new(ctx.now().plus_days(edit::TARGETS_EXPIRY_DAYS), 0),
+            view.invalid.get(role).copied().unwrap_or(0),
+        ),
+    }
+}

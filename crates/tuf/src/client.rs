@@ -1,0 +1,597 @@
+//! The client's update rules (`notary-protocol.md` §7.2 and the TUF attacks of
+//! `security.md` §2), with all I/O behind two traits: [`Remote`] fetches files, [`Local`]
+//! is the cache of trusted metadata. Each rule is one check here:
+//!
+//! * **rollback**: no role's version may go below the cached (trusted) one;
+//! * **freeze**: expired metadata is refused (the cached copies too);
+//! * **mix-and-match**: snapshot must match the timestamp's hashes and length, every
+//!   targets file the snapshot's;
+//! * **endless data**: every download is bounded (timestamp 1 MiB, root 1 MiB, others by
+//!   the length the parent metadata gives);
+//! * **threshold / wrong key**: signatures from enough distinct trusted keys;
+//! * **root rotation**: a new root is reached only through every version in between, each
+//!   signed by its predecessor's keys; rotated timestamp/snapshot keys reset their version
+//!   floor (fast-forward recovery, CS-DRNT15-3);
+//! * **fast-forward**: the server refuses absurd version jumps; the client's floor resets
+//!   only with a key rotation.
+//!
+//! Nothing reaches the cache before it is verified.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::error::Error;
+use crate::metadata::{FileMeta, Metadata, Role, Root, Snapshot, Targets, Timestamp};
+use crate::names::{Gun, RoleName};
+use crate::time::DateTime;
+use crate::verify::{self, Checks, Pinning, RoleKeys, RootChecks, Verified};
+
+/// Download limits (bytes).
+pub const MAX_ROOT: u64 = 1 << 20;
+pub const MAX_TIMESTAMP: u64 = 1 << 20;
+/// Most root versions walked in one update.
+pub const MAX_ROOT_ROTATIONS: u64 = 1024;
+
+/// Why a fetch failed (not a 404, which is `Ok(None)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchError(pub String);
+
+/// Where metadata comes from: the trust server.
+pub trait Remote {
+    /// Fetch `file` (e.g. `root.json`, `snapshot.<sha256>.json`, `3.root.json`). More
+    /// than `limit` bytes must be refused (the implementation stops reading there and
+    /// returns [`Fetched::TooLarge`]).
+    fn fetch(&mut self, file: &str, limit: u64) -> Result<Fetched, FetchError>;
+}
+
+pub enum Fetched {
+    Found(Vec<u8>),
+    NotFound,
+    TooLarge,
+}
+
+/// The local cache of trusted metadata (`<trust>/tuf/<gun>/metadata/`).
+pub trait Local {
+    fn load(&self, role: &RoleName) -> Option<Vec<u8>>;
+    fn store(&mut self, role: &RoleName, bytes: &[u8]) -> Result<(), String>;
+    fn remove(&mut self, role: &RoleName);
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    #[error("{gun} does not exist on the trust server (no trust data)")]
+    NotFound { gun: String },
+    #[error("{role}: the trust server does not have it")]
+    Missing { role: String },
+    /// A transport failure (the message says which server and why).
+    #[error("{0}")]
+    Fetch(String),
+    #[error("{0}")]
+    Tuf(#[from] Error),
+    #[error(
+        "cached trust data for {gun} is unusable ({msg}); remove {what} to trust the server again"
+    )]
+    BadCache {
+        gun: String,
+        what: String,
+        msg: String,
+    },
+}
+
+/// A repository's verified metadata, loaded as it is needed.
+pub struct Client<'a, R: Remote, L: Local> {
+    gun: Gun,
+    remote: &'a mut R,
+    local: &'a mut L,
+    now: DateTime,
+    pinning: Option<Pinning>,
+    root: Option<Verified<Root>>,
+    timestamp: Option<Verified<Timestamp>>,
+    snapshot: Option<Verified<Snapshot>>,
+    targets: BTreeMap<RoleName, Option<Verified<Targets>>>,
+    /// Effective delegated paths of loaded delegations.
+    paths: BTreeMap<RoleName, Vec<String>>,
+    /// Delegations that exist but did not verify (kept for their version numbers: a role
+    /// is re-signed from there, as Notary's witness does).
+    invalid: BTreeMap<RoleName, Arc<Metadata<Targets>>>,
+    warnings: Vec<String>,
+    root_refreshed: bool,
+}
+
+fn tuf_err(e: Error) -> ClientError {
+    ClientError::Tuf(e)
+}
+
+fn fetch_err(e: FetchError) -> ClientError {
+    ClientError::Fetch(e.0)
+}
+
+impl<'a, R: Remote, L: Local> Client<'a, R, L> {
+    pub fn new(gun: Gun, remote: &'a mut R, local: &'a mut L, now: DateTime) -> Self {
+        Client {
+            gun,
+            remote,
+            local,
+            now,
+            pinning: None,
+            root: None,
+            timestamp: None,
+            snapshot: None,
+            targets: BTreeMap::new(),
+            paths: BTreeMap::new(),
+            invalid: BTreeMap::new(),
+            warnings: Vec::new(),
+            root_refreshed: false,
+        }
+    }
+
+    /// Trust only roots whose root keys are among these (instead of trusting on first use).
+    pub fn with_pinning(mut self, pinning: Option<Pinning>) -> Self {
+        self.pinning = pinning;
+        self
+    }
+
+    pub fn gun(&self) -> &Gun {
+        &self.gun
+    }
+
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    fn strict(&self) -> Checks {
+        Checks::at(self.now)
+    }
+
+    fn lenient(&self) -> Checks {
+        Checks {
+            now: self.now,
+            allow_expired: true,
+        }
+    }
+
+    fn fetch(
+        &mut self,
+        file: &str,
+        limit: u64,
+        role: &str,
+    ) -> Result<Option<Vec<u8>>, ClientError> {
+        match self.remote.fetch(file, limit).map_err(fetch_err)? {
+            Fetched::Found(b) => Ok(Some(b)),
+            Fetched::NotFound => Ok(None),
+            Fetched::TooLarge => Err(tuf_err(Error::TooLarge {
+                role: role.to_owned(),
+                size: limit + 1,
+                limit,
+            })),
+        }
+    }
+
+    fn cached<T: Role>(&self, role: &RoleName) -> Option<Metadata<T>> {
+        self.local
+            .load(role)
+            .and_then(|b| Metadata::parse(role.as_str(), b).ok())
+    }
+
+    /// Update to the server's current root, timestamp and snapshot. With `fetch_root`
+    /// (writes do this), root is fetched even when one is cached.
+    pub fn update(&mut self, fetch_root: bool) -> Result<(), ClientError> {
+        self.load_root(fetch_root)?;
+        match self.update_timestamp_and_snapshot() {
+            Ok(()) => Ok(()),
+            // A verification failure may be a root rotation: refresh root once and retry.
+            Err(ClientError::Tuf(e))
+                if !self.root_refreshed
+                    && matches!(e, Error::Threshold { .. } | Error::Unsigned { .. }) =>
+            {
+                self.refresh_root()?;
+                self.update_timestamp_and_snapshot()
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The trusted root (after [`Client::update`]).
+    pub fn root(&self) -> Option<&Verified<Root>> {
+        self.root.as_ref()
+    }
+
+    pub fn timestamp(&self) -> Option<&Verified<Timestamp>> {
+        self.timestamp.as_ref()
+    }
+
+    pub fn snapshot(&self) -> Option<&Verified<Snapshot>> {
+        self.snapshot.as_ref()
+    }
+
+    fn load_root(&mut self, fetch: bool) -> Result<(), ClientError> {
+        let cached = self.local.load(&RoleName::root());
+        if let Some(bytes) = cached {
+            let bad = |msg: String| ClientError::BadCache {
+                gun: self.gun.to_string(),
+                what: "root.json from the cache".into(),
+                msg,
+            };
+            let m = Metadata::<Root>::parse("root", bytes).map_err(|e| bad(e.to_string()))?;
+            // The cached root is the trust anchor: its age does not matter here, only that
+            // it is a valid root for this repository (pins were checked when it was first
+            // trusted).
+            let v = verify::verify_root(
+                m,
+                &self.gun,
+                None,
+                RootChecks {
+                    checks: self.lenient(),
+                    allow_expired_certs: true,
+                    pinning: None,
+                },
+            )
+            .map_err(|e| bad(e.to_string()))?;
+            self.root = Some(v);
+        }
+        if self.root.is_none() || fetch {
+            self.refresh_root()?;
+        }
+        // Freeze: an expired root is not trusted for an update.
+        let root = self.root.as_ref().ok_or_else(|| ClientError::NotFound {
+            gun: self.gun.to_string(),
+        })?;
+        if root.signed().expires <= self.now {
+            return Err(tuf_err(Error::Expired {
+                role: "root".into(),
+                expires: root.signed().expires,
+            }));
+        }
+        Ok(())
+    }
+
+    /// Fetch `root.json`; trust it on first use, or reach it through the version chain.
+    fn refresh_root(&mut self) -> Result<(), ClientError> {
+        self.root_refreshed = true;
+        let Some(bytes) = self.fetch("root.json", MAX_ROOT, "root")? else {
+            return Err(ClientError::NotFound {
+                gun: self.gun.to_string(),
+            });
+        };
+        let new = Metadata::<Root>::parse("root", bytes).map_err(tuf_err)?;
+        let pinning = self.pinning.clone();
+        let strict = RootChecks {
+            checks: self.strict(),
+            allow_expired_certs: false,
+            pinning: pinning.as_ref(),
+        };
+        let Some(trusted) = self.root.clone() else {
+            let v = verify::verify_root(new, &self.gun, None, strict).map_err(tuf_err)?;
+            self.local
+                .store(&RoleName::root(), v.raw())
+                .map_err(ClientError::Fetch)?;
+            self.root = Some(v);
+            return Ok(());
+        };
+        let (have, want) = (trusted.signed().version, new.signed().version);
+        if want < have {
+            return Err(tuf_err(Error::Rollback {
+                role: "root".into(),
+                found: want,
+                trusted: have,
+            }));
+        }
+        if want == have {
+            if new.raw() != trusted.raw() {
+                return Err(tuf_err(Error::Root {
+                    role: "root".into(),
+                    msg: format!("the server's root version {want} differs from the trusted one"),
+                }));
+            }
+            return Ok(());
+        }
+        if want - have > MAX_ROOT_ROTATIONS {
+            return Err(tuf_err(Error::Root {
+                role: "root".into(),
+                msg: format!(
+                    "{} root rotations at once (at most {MAX_ROOT_ROTATIONS})",
+                    want - have
+                ),
+            }));
+        }
+        // Every version in between, each verified against its predecessor (expiry of the
+        // intermediates does not matter).
+        let mut prev = trusted.clone();
+        for v in have + 1..want {
+            let Some(b) = self.fetch(&format!("{v}.root.json"), MAX_ROOT, "root")? else {
+                return Err(tuf_err(Error::Root {
+                    role: "root".into(),
+                    msg: format!("version {v} of the root chain is missing on the server"),
+                }));
+            };
+            let m = Metadata::<Root>::parse("root", b).map_err(tuf_err)?;
+            if m.signed().version != v {
+                return Err(tuf_err(Error::Root {
+                    role: "root".into(),
+                    msg: format!("{v}.root.json holds version {}", m.signed().version),
+                }));
+            }
+            prev = verify::verify_root(
+                m,
+                &self.gun,
+                Some(&prev),
+                RootChecks {
+                    checks: self.lenient(),
+                    allow_expired_certs: true,
+                    pinning: None,
+                },
+            )
+            .map_err(tuf_err)?;
+        }
+        // Pinning replaces trust on first use; later roots are trusted through the chain.
+        let chained = RootChecks {
+            pinning: None,
+            ..strict
+        };
+        let v = verify::verify_root(new, &self.gun, Some(&prev), chained).map_err(tuf_err)?;
+        // Rotated timestamp or snapshot keys: their old versions no longer bind
+        // (fast-forward recovery). Forget the cached ones.
+        for role in ["timestamp", "snapshot"] {
+            let old = trusted.signed().roles.get(role).map(|r| &r.keyids);
+            let new = v.signed().roles.get(role).map(|r| &r.keyids);
+            if old != new {
+                self.warnings.push(format!("{role} keys rotated"));
+                if role == "timestamp" {
+                    self.timestamp = None;
+                } else {
+                    self.snapshot = None;
+                }
+                self.local
+                    .remove(&RoleName::new(role).map_err(Error::Name)?);
+            }
+        }
+        self.local
+            .store(&RoleName::root(), v.raw())
+            .map_err(ClientError::Fetch)?;
+        self.root = Some(v);
+        // Everything verified under the old root must be verified again.
+        self.targets.clear();
+        self.paths.clear();
+        Ok(())
+    }
+
+    fn root_keys(&self, role: &str) -> Result<RoleKeys<'_>, ClientError> {
+        let root = self.root.as_ref().ok_or_else(|| ClientError::NotFound {
+            gun: self.gun.to_string(),
+        })?;
+        RoleKeys::from_root(root.signed(), role).ok_or_else(|| {
+            tuf_err(Error::Invalid {
+                role: "root".into(),
+                msg: format!("no {role} role"),
+            })
+        })
+    }
+
+    /// The cached version of a role, verified (expiry allowed): the rollback floor.
+    fn cached_floor<T: Role>(&self, role: &RoleName, keys: RoleKeys<'_>) -> Option<u64> {
+        let m = self.cached::<T>(role)?;
+        verify::verify(m, role, keys, self.lenient())
+            .ok()
+            .map(|v| v.signed().version())
+    }
+
+    fn update_timestamp_and_snapshot(&mut self) -> Result<(), ClientError> {
+        // Timestamp: always fetched, bounded.
+        let ts_role = RoleName::timestamp();
+        let Some(bytes) = self.fetch("timestamp.json", MAX_TIMESTAMP, "timestamp")? else {
+            return Err(ClientError::Missing {
+                role: "timestamp".into(),
+            });
+        };
+        let m = Metadata::<Timestamp>::parse("timestamp", bytes).map_err(tuf_err)?;
+        let keys = self.root_keys("timestamp")?;
+        let floor = self.cached_floor::<Timestamp>(&ts_role, keys);
+        let ts = verify::verify(m, &ts_role, keys, self.strict()).map_err(tuf_err)?;
+        verify::check_not_rollback_version("timestamp", ts.signed().version, floor)
+            .map_err(tuf_err)?;
+        let snap_meta = ts.signed().snapshot_meta().cloned().ok_or_else(|| {
+            tuf_err(Error::Invalid {
+                role: "timestamp".into(),
+                msg: "no snapshot entry".into(),
+            })
+        })?;
+        self.local
+            .store(&ts_role, ts.raw())
+            .map_err(ClientError::Fetch)?;
+        self.timestamp = Some(ts);
+
+        // Snapshot: the one the timestamp names, from the cache when it still matches.
+        let snap_role = RoleName::snapshot();
+        let keys = self.root_keys("snapshot")?;
+        let floor = self.cached_floor::<Snapshot>(&snap_role, keys);
+        let bytes = self.matching_cache_or_fetch(&snap_role, &snap_meta)?;
+        let m = Metadata::<Snapshot>::parse("snapshot", bytes).map_err(tuf_err)?;
+        let keys = self.root_keys("snapshot")?;
+        let snap = verify::verify(m, &snap_role, keys, self.strict()).map_err(tuf_err)?;
+        verify::check_not_rollback_version("snapshot", snap.signed().version, floor)
+            .map_err(tuf_err)?;
+        self.local
+            .store(&snap_role, snap.raw())
+            .map_err(ClientError::Fetch)?;
+        self.snapshot = Some(snap);
+        self.targets.clear();
+        self.paths.clear();
+        Ok(())
+    }
+
+    /// The cached file if it matches `meta` exactly, else a bounded download that must.
+    fn matching_cache_or_fetch(
+        &mut self,
+        role: &RoleName,
+        meta: &FileMeta,
+    ) -> Result<Vec<u8>, ClientError> {
+        if let Some(c) = self.local.load(role) {
+            if meta.check(&c).is_ok() {
+                return Ok(c);
+            }
+        }
+        let sha = meta.hashes.sha256().map(hex::encode).ok_or_else(|| {
+            tuf_err(Error::HashMismatch {
+                role: role.to_string(),
+                msg: "no sha256 to fetch by".into(),
+            })
+        })?;
+        let Some(bytes) = self.fetch(&format!("{role}.{sha}.json"), meta.length, role.as_str())?
+        else {
+            return Err(ClientError::Missing {
+                role: role.to_string(),
+            });
+        };
+        meta.check(&bytes).map_err(|msg| {
+            tuf_err(Error::HashMismatch {
+                role: role.to_string(),
+                msg: format!("the file does not match its recorded meta: {msg}"),
+            })
+        })?;
+        Ok(bytes)
+    }
+
+    /// A targets role (`targets` or a delegation), verified through its delegation chain,
+    /// or `None` when it does not exist or does not verify (a warning says why; for a
+    /// delegation this is what Notary does — for `targets` it is an error).
+    pub fn role(&mut self, name: &RoleName) -> Result<Option<Verified<Targets>>, ClientError> {
+        if let Some(r) = self.targets.get(name) {
+            return Ok(r.clone());
+        }
+        let r = self.load_role(name);
+        match r {
+            Ok(v) => {
+                self.targets.insert(name.clone(), v.clone());
+                Ok(v)
+            }
+            Err(e) if name.is_delegation() && !matches!(e, ClientError::Fetch(_)) => {
+                self.warnings.push(format!("{name}: {e}"));
+                self.targets.insert(name.clone(), None);
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn load_role(&mut self, name: &RoleName) -> Result<Option<Verified<Targets>>, ClientError> {
+        let snap = self.snapshot.clone().ok_or_else(|| ClientError::Missing {
+            role: "snapshot".into(),
+        })?;
+        let Some(meta) = snap.signed().meta.get(name).cloned() else {
+            if name.as_str() == "targets" {
+                return Err(ClientError::Missing {
+                    role: "targets".into(),
+                });
+            }
+            return Ok(None);
+        };
+        // Keys and paths from the delegator.
+        let (keys, keyids, threshold, paths) = if name.as_str() == "targets" {
+            let k = self.root_keys("targets")?;
+            (k.keys.clone(), k.keyids.to_vec(), k.threshold, None)
+        } else {
+            let parent_name = name.parent().ok_or_else(|| ClientError::Missing {
+                role: name.to_string(),
+            })?;
+            let Some(parent) = self.role(&parent_name)? else {
+                return Ok(None);
+            };
+            let Some(d) = parent.signed().delegations.role(name.as_str()) else {
+                return Ok(None);
+            };
+            let parent_paths = self.paths.get(&parent_name).cloned();
+            let eff: Vec<String> = match parent_paths {
+                None => d.paths.clone(),
+                Some(pp) => d
+                    .paths
+                    .iter()
+                    .filter(|p| pp.iter().any(|q| p.starts_with(q.as_str())))
+                    .cloned()
+                    .collect(),
+            };
+            (
+                parent.signed().delegations.keys.clone(),
+                d.keyids.clone(),
+                d.threshold,
+                Some(eff),
+            )
+        };
+        let keys_ref = RoleKeys {
+            keys: &keys,
+            keyids: &keyids,
+            threshold,
+        };
+        let floor = self.cached_floor::<Targets>(name, keys_ref);
+        let bytes = self.matching_cache_or_fetch(name, &meta)?;
+        let m = Arc::new(Metadata::<Targets>::parse(name.as_str(), bytes).map_err(tuf_err)?);
+        let v = match verify::verify(m.clone(), name, keys_ref, self.strict()) {
+            Ok(v) => v,
+            Err(e) => {
+                self.invalid.insert(name.clone(), m);
+                return Err(tuf_err(e));
+            }
+        };
+        verify::check_not_rollback_version(name.as_str(), v.signed().version, floor)
+            .map_err(tuf_err)?;
+        self.local
+            .store(name, v.raw())
+            .map_err(ClientError::Fetch)?;
+        if let Some(p) = paths {
+            self.paths.insert(name.clone(), p);
+        }
+        Ok(Some(v))
+    }
+
+    /// The version of a delegation that exists but did not verify.
+    pub fn invalid_version(&self, role: &RoleName) -> Option<u64> {
+        self.invalid.get(role).map(|m| m.signed().version)
+    }
+
+    /// Whether a delegation's effective paths allow `target` (always for `targets`).
+    pub fn allows(&self, role: &RoleName, target: &str) -> bool {
+        match self.paths.get(role) {
+            None => true,
+            Some(p) => p.iter().any(|x| target.starts_with(x.as_str())),
+        }
+    }
+
+    /// Docker's lookup of a tag: `targets/releases` first, then `targets`.
+    pub fn find_target(&mut self, name: &str) -> Result<Option<(RoleName, FileMeta)>, ClientError> {
+        for role in ["targets/releases", "targets"] {
+            let r = RoleName::new(role).map_err(Error::Name)?;
+            if let Some(m) = self.role(&r)? {
+                if let Some(fm) = m.signed().targets.get(name) {
+                    if self.allows(&r, name) {
+                        return Ok(Some((r, fm.clone())));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every delegation reachable from `targets` (breadth first, in delegation order),
+    /// loaded and verified; those that do not verify are left out with a warning.
+    pub fn all_roles(&mut self) -> Result<Vec<(RoleName, Verified<Targets>)>, ClientError> {
+        let mut out = Vec::new();
+        let mut queue = vec![RoleName::targets()];
+        while !queue.is_empty() {
+            let name = queue.remove(0);
+            if let Some(m) = self.role(&name)? {
+                for d in &m.signed().delegations.roles {
+                    queue.push(d.name.clone());
+                }
+                out.push((name, m));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The shared metadata a publish starts from (all loaded targets roles).
+    pub fn loaded(&self) -> Vec<(RoleName, Arc<Metadata<Targets>>)> {
+        self.targets
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.shared().clone())))
+            .collect()
+    }
+}

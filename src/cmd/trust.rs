@@ -1,0 +1,157 @@
+//! `notarium trust …`: what `docker trust` does, without a daemon.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use trust_client::ops;
+use trust_client::Context;
+
+#[derive(Args)]
+pub struct TrustArgs {
+    /// Registry that may be reached over plain HTTP (repeatable); loopback registries may
+    /// always be.
+    #[arg(long, value_name = "HOST", global = true)]
+    insecure_registry: Vec<String>,
+    #[command(subcommand)]
+    command: TrustCommand,
+}
+
+#[derive(Subcommand)]
+enum TrustCommand {
+    /// Manage keys for signing Docker images.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Manage entities who can sign Docker images.
+    #[command(subcommand)]
+    Signer(SignerCommand),
+    /// Sign an image (no daemon needed: the registry says what the tag points at).
+    Sign {
+        /// IMAGE:TAG, or IMAGE@sha256:… with --tag.
+        image: String,
+        /// The tag to sign a digest reference as.
+        #[arg(long)]
+        tag: Option<String>,
+    },
+    /// Return low-level information about keys and signatures.
+    Inspect {
+        /// Print the information in a human friendly format.
+        #[arg(long)]
+        pretty: bool,
+        #[arg(required = true, value_name = "IMAGE[:TAG]")]
+        images: Vec<String>,
+    },
+    /// Remove trust for an image.
+    Revoke {
+        /// Do not prompt for confirmation.
+        #[arg(short = 'y', long = "yes")]
+        yes: bool,
+        #[arg(value_name = "IMAGE[:TAG]")]
+        image: String,
+    },
+    /// Print the digest the trust data vouches for (as a trusted pull resolves the tag);
+    /// fail with the reason otherwise.
+    Verify {
+        #[arg(value_name = "IMAGE[:TAG]")]
+        image: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Generate and load a signing key-pair.
+    Generate {
+        name: String,
+        /// Directory to generate key in, defaults to current directory.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Load a private key file for signing.
+    Load {
+        #[arg(value_name = "KEYFILE")]
+        file: PathBuf,
+        /// Name for the loaded key.
+        #[arg(long, default_value = "signer")]
+        name: String,
+    },
+    /// Replace the key of a top-level role of a repository.
+    Rotate {
+        #[arg(value_name = "REPOSITORY")]
+        repo: String,
+        /// root, targets, snapshot or timestamp.
+        role: String,
+        /// Let the trust server hold the new key (snapshot; timestamp always is).
+        #[arg(long, short = 'r')]
+        server: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SignerCommand {
+    /// Add a signer.
+    Add {
+        /// Path to the signer's public key file (repeatable).
+        #[arg(long = "key", required = true, value_name = "FILE")]
+        keys: Vec<PathBuf>,
+        name: String,
+        #[arg(required = true, value_name = "REPOSITORY")]
+        repos: Vec<String>,
+    },
+    /// Remove a signer.
+    Remove {
+        /// Do not prompt for confirmation before removing the most recent signer.
+        #[arg(short = 'f', long = "force")]
+        force: bool,
+        name: String,
+        #[arg(required = true, value_name = "REPOSITORY")]
+        repos: Vec<String>,
+    },
+}
+
+pub fn run(args: TrustArgs) -> Result<(), String> {
+    let mut ctx = Context::from_env();
+    ctx.insecure_registries = args.insecure_registry;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut err = std::io::stderr();
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let r = match args.command {
+        TrustCommand::Key(KeyCommand::Generate { name, dir }) => {
+            ops::keys::generate(&mut ctx, &mut out, &name, dir.as_deref()).map(|_| ())
+        }
+        TrustCommand::Key(KeyCommand::Load { file, name }) => {
+            ops::keys::load(&mut ctx, &mut out, &file, &name)
+        }
+        TrustCommand::Key(KeyCommand::Rotate { repo, role, server }) => {
+            ops::rotate::rotate(&mut ctx, &mut out, &repo, &role, server)
+        }
+        TrustCommand::Signer(SignerCommand::Add { keys, name, repos }) => {
+            ops::signer::add(&mut ctx, &mut out, &mut err, &name, &keys, &repos)
+        }
+        TrustCommand::Signer(SignerCommand::Remove { force, name, repos }) => ops::signer::remove(
+            &mut ctx, &mut out, &mut err, &mut input, &name, &repos, force,
+        ),
+        TrustCommand::Sign { image, tag } => {
+            ops::sign::sign(&mut ctx, &mut out, &ops::sign::SignRequest { image, tag })
+        }
+        TrustCommand::Inspect {
+            pretty: true,
+            images,
+        } => ops::inspect::inspect_pretty(&mut ctx, &mut out, &images),
+        TrustCommand::Inspect {
+            pretty: false,
+            images,
+        } => ops::inspect::inspect_json(&mut ctx, &mut out, &images),
+        TrustCommand::Revoke { yes, image } => {
+            ops::sign::revoke(&mut ctx, &mut out, &mut input, &image, yes)
+        }
+        TrustCommand::Verify { image } => {
+            ops::sign::verify(&mut ctx, &image).map(|(digest, _, _)| {
+                let _ = writeln!(out, "{digest}");
+            })
+        }
+    };
+    let _ = out.flush();
+    r.map_err(|e| e.to_string())
+}
