@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod docker;
+pub mod evil;
 pub mod registry;
 pub mod repo;
 pub mod server;

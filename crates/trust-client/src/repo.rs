@@ -144,6 +144,10 @@ impl Repo {
                 paths.insert(r.clone(), p);
             }
         }
+        // Everything needed verified: now the cache may move to the new state.
+        client
+            .commit()
+            .map_err(|e| TrustError::from_client(e, &host))?;
         let root = client.root().cloned().ok_or_else(|| TrustError::NotFound {
             gun: self.gun.to_string(),
             host: host.clone(),

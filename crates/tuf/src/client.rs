@@ -96,6 +96,9 @@ pub struct Client<'a, R: Remote, L: Local> {
     invalid: BTreeMap<RoleName, Arc<Metadata<Targets>>>,
     warnings: Vec<String>,
     root_refreshed: bool,
+    /// Verified files waiting for [`Client::commit`] (`None`: remove from the cache). The
+    /// cache is the trusted state; it changes only when a whole operation succeeded.
+    pending: BTreeMap<RoleName, Option<Vec<u8>>>,
 }
 
 fn tuf_err(e: Error) -> ClientError {
@@ -122,7 +125,24 @@ impl<'a, R: Remote, L: Local> Client<'a, R, L> {
             invalid: BTreeMap::new(),
             warnings: Vec::new(),
             root_refreshed: false,
+            pending: BTreeMap::new(),
         }
+    }
+
+    fn keep(&mut self, role: &RoleName, bytes: &[u8]) {
+        self.pending.insert(role.clone(), Some(bytes.to_vec()));
+    }
+
+    /// Write every file verified so far to the cache. Call it once the operation that
+    /// needed them succeeded; an error before that leaves the cache as it was.
+    pub fn commit(&mut self) -> Result<(), ClientError> {
+        for (role, bytes) in std::mem::take(&mut self.pending) {
+            match bytes {
+                Some(b) => self.local.store(&role, &b).map_err(ClientError::Fetch)?,
+                None => self.local.remove(&role),
+            }
+        }
+        Ok(())
     }
 
     /// Trust only roots whose root keys are among these (instead of trusting on first use).
@@ -231,6 +251,15 @@ impl<'a, R: Remote, L: Local> Client<'a, R, L> {
         }
         if self.root.is_none() || fetch {
             self.refresh_root()?;
+        } else if let Some(v) = self.root.as_ref().map(|r| r.signed().version) {
+            // TUF: always look for the next root first, so a rotation (new keys, a higher
+            // threshold) is seen before anything is judged by the old root.
+            if self
+                .fetch(&format!("{}.root.json", v + 1), MAX_ROOT, "root")?
+                .is_some()
+            {
+                self.refresh_root()?;
+            }
         }
         // Freeze: an expired root is not trusted for an update.
         let root = self.root.as_ref().ok_or_else(|| ClientError::NotFound {
@@ -262,9 +291,7 @@ impl<'a, R: Remote, L: Local> Client<'a, R, L> {
         };
         let Some(trusted) = self.root.clone() else {
             let v = verify::verify_root(new, &self.gun, None, strict).map_err(tuf_err)?;
-            self.local
-                .store(&RoleName::root(), v.raw())
-                .map_err(ClientError::Fetch)?;
+            self.keep(&RoleName::root(), v.raw());
             self.root = Some(v);
             return Ok(());
         };
@@ -345,9 +372,7 @@ impl<'a, R: Remote, L: Local> Client<'a, R, L> {
                     .remove(&RoleName::new(role).map_err(Error::Name)?);
             }
         }
-        self.local
-            .store(&RoleName::root(), v.raw())
-            .map_err(ClientError::Fetch)?;
+        self.keep(&RoleName::root(), v.raw());
         self.root = Some(v);
         // Everything verified under the old root must be verified again.
         self.targets.clear();
@@ -367,8 +392,12 @@ impl<'a, R: Remote, L: Local> Client<'a, R, L> {
         })
     }
 
-    /// The cached version of a role, verified (expiry allowed): the rollback floor.
+    /// The cached version of a role, verified (expiry allowed): the rollback floor. A role
+    /// whose cached copy is to be forgotten (its keys rotated) has none.
     fn cached_floor<T: Role>(&self, role: &RoleName, keys: RoleKeys<'_>) -> Option<u64> {
+        if matches!(self.pending.get(role), Some(None)) {
+            return None;
+        }
         let m = self.cached::<T>(role)?;
         verify::verify(m, role, keys, self.lenient())
             .ok()
@@ -395,9 +424,7 @@ impl<'a, R: Remote, L: Local> Client<'a, R, L> {
                 msg: "no snapshot entry".into(),
             })
         })?;
-        self.local
-            .store(&ts_role, ts.raw())
-            .map_err(ClientError::Fetch)?;
+        self.keep(&ts_role, ts.raw());
         self.timestamp = Some(ts);
 
         // Snapshot: the one the timestamp names, from the cache when it still matches.
@@ -410,9 +437,7 @@ impl<'a, R: Remote, L: Local> Client<'a, R, L> {
         let snap = verify::verify(m, &snap_role, keys, self.strict()).map_err(tuf_err)?;
         verify::check_not_rollback_version("snapshot", snap.signed().version, floor)
             .map_err(tuf_err)?;
-        self.local
-            .store(&snap_role, snap.raw())
-            .map_err(ClientError::Fetch)?;
+        self.keep(&snap_role, snap.raw());
         self.snapshot = Some(snap);
         self.targets.clear();
         self.paths.clear();
@@ -464,7 +489,15 @@ impl<'a, R: Remote, L: Local> Client<'a, R, L> {
                 self.targets.insert(name.clone(), v.clone());
                 Ok(v)
             }
-            Err(e) if name.is_delegation() && !matches!(e, ClientError::Fetch(_)) => {
+            // A delegation that no longer verifies (a signer removed, not re-signed in
+            // time) is left out, as Notary does; an attack on it is an error.
+            Err(ClientError::Tuf(
+                e @ (Error::Threshold { .. }
+                | Error::Expired { .. }
+                | Error::Unsigned { .. }
+                | Error::KeyIdMismatch { .. }),
+            )) if name.is_delegation() => {
+                let e = ClientError::Tuf(e);
                 self.warnings.push(format!("{name}: {e}"));
                 self.targets.insert(name.clone(), None);
                 Ok(None)
@@ -533,9 +566,7 @@ impl<'a, R: Remote, L: Local> Client<'a, R, L> {
         };
         verify::check_not_rollback_version(name.as_str(), v.signed().version, floor)
             .map_err(tuf_err)?;
-        self.local
-            .store(name, v.raw())
-            .map_err(ClientError::Fetch)?;
+        self.keep(name, v.raw());
         if let Some(p) = paths {
             self.paths.insert(name.clone(), p);
         }

@@ -107,21 +107,22 @@ fn existing_signers(view: &View, tag: &str, digest: &[u8]) -> Vec<String> {
 
 pub fn sign(ctx: &mut Context, out: &mut dyn Write, req: &SignRequest) -> Result<()> {
     let r = Reference::parse(&req.image).map_err(|e| TrustError::Usage(e.to_string()))?;
-    let tag =
-        match (&r.digest, &r.tag, &req.tag) {
-            (Some(_), _, Some(t)) => t.clone(),
-            (Some(_), _, None) => return Err(TrustError::Usage(format!(
+    let tag = match (&r.digest, &r.tag, &req.tag) {
+        (Some(_), _, Some(t)) => t.clone(),
+        (Some(_), _, None) => {
+            return Err(TrustError::Usage(format!(
                 "cannot use a digest reference for IMAGE:TAG (give --tag to sign {} under a tag)",
                 req.image
-            ))),
-            (None, Some(t), _) => t.clone(),
-            (None, None, _) => {
-                return Err(TrustError::Usage(format!(
-                    "no tag specified for {}",
-                    req.image
-                )))
-            }
-        };
+            )))
+        }
+        (None, Some(t), _) => t.clone(),
+        (None, None, _) => {
+            return Err(TrustError::Usage(format!(
+                "no tag specified for {}",
+                req.image
+            )))
+        }
+    };
     if !registry::reference::valid_tag(&tag) {
         return Err(TrustError::Usage(format!("invalid tag {tag:?}")));
     }
@@ -346,9 +347,16 @@ pub fn verify(ctx: &mut Context, image: &str) -> Result<(String, u64, RoleName)>
             gun: repo.gun.to_string(),
             host: repo.host.clone(),
         })?;
+    // Delegations left out (not verifying) explain why a tag has no trust data.
     let (role, meta) = view
         .find_released(&tag)
-        .ok_or(TrustError::NoSuchTag { tag: tag.clone() })?;
+        .ok_or_else(|| TrustError::NoSuchTag {
+            tag: if view.warnings.is_empty() {
+                tag.clone()
+            } else {
+                format!("{tag} ({})", view.warnings.join("; "))
+            },
+        })?;
     let digest = meta
         .hashes
         .sha256()
