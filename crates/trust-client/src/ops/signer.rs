@@ -68,6 +68,8 @@ pub fn add(
             Ok(()) => {
                 let _ = writeln!(out, "Successfully added signer: {name} to {r}\n");
             }
+            // One repository: its error is the whole story, on one line.
+            Err(e) if repos.len() == 1 => return Err(e),
             Err(e) => {
                 let _ = writeln!(err, "{e}\n");
                 failed.push(r.clone());
@@ -148,6 +150,7 @@ pub fn remove(
                 let _ = writeln!(out, "Successfully removed {name} from {r}\n");
             }
             Ok(false) => {}
+            Err(e) if repos.len() == 1 => return Err(e),
             Err(e) => {
                 let _ = writeln!(err, "{e}\n");
                 failed.push(r.clone());
