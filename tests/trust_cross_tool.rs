@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use notarium_testkit::docker::{Docker, Run};
 use notarium_testkit::registry::{push_image, Distribution};
@@ -18,33 +17,7 @@ fn notarium(d: &Docker, args: &[&str]) -> Run {
 }
 
 fn notarium_stdin(d: &Docker, args: &[&str], stdin: &str) -> Run {
-    use std::io::Write as _;
-    let mut c = Command::new(env!("CARGO_BIN_EXE_notarium"));
-    c.args(args)
-        .current_dir(&d.cwd)
-        .env("DOCKER_CONFIG", &d.config)
-        .env("DOCKER_CONTENT_TRUST_SERVER", &d.server)
-        .env("DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE", &d.root_passphrase)
-        .env(
-            "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE",
-            &d.repo_passphrase,
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
-    Run {
-        code: o.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
+    d.run_program(Path::new(env!("CARGO_BIN_EXE_notarium")), args, stdin)
 }
 
 fn ok(r: Run, what: &str) -> Run {

@@ -32,7 +32,12 @@ impl Docker {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("docker");
+        self.command_of(Path::new("docker"), args)
+    }
+
+    /// Another program (the `notarium` binary) with this user's docker environment.
+    pub fn command_of(&self, program: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(program);
         c.args(args)
             .current_dir(&self.cwd)
             .env("DOCKER_CONFIG", &self.config)
@@ -50,21 +55,14 @@ impl Docker {
         c
     }
 
+    /// Run another program (the `notarium` binary) as this user, with `stdin` fed to it.
+    pub fn run_program(&self, program: &Path, args: &[&str], stdin: &str) -> Run {
+        feed(self.command_of(program, args), stdin)
+    }
+
     /// Run docker with `stdin` fed to it; panics if docker cannot be started at all.
     pub fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Run {
-        let mut c = self.command(args);
-        c.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = c
-            .spawn()
-            .expect("the docker CLI must be installed for this test");
-        {
-            use std::io::Write as _;
-            let mut i = child.stdin.take().unwrap();
-            let _ = i.write_all(stdin.as_bytes());
-        }
-        to_run(child.wait_with_output().unwrap())
+        feed(self.command(args), stdin)
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
@@ -97,6 +95,24 @@ impl Docker {
         }
         panic!("no {role} key in {}", self.private_dir().display());
     }
+}
+
+fn feed(mut c: Command, stdin: &str) -> Run {
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap_or_else(|e| {
+        panic!(
+            "{} must be installed for this test: {e}",
+            c.get_program().to_string_lossy()
+        )
+    });
+    {
+        use std::io::Write as _;
+        let mut i = child.stdin.take().unwrap();
+        let _ = i.write_all(stdin.as_bytes());
+    }
+    to_run(child.wait_with_output().unwrap())
 }
 
 fn to_run(o: Output) -> Run {

@@ -170,6 +170,28 @@ impl Repo {
         }))
     }
 
+    /// Upload signed changes to an existing repository. When the snapshot key is here
+    /// (rotated away from the server), a new snapshot over the changed roles is signed
+    /// locally and uploaded with them, as notary's client does.
+    pub fn publish_update(
+        &self,
+        ctx: &mut Context,
+        view: &View,
+        parts: &[(RoleName, Vec<u8>)],
+    ) -> Result<()> {
+        if parts.iter().any(|(r, _)| r.as_str() == "snapshot") {
+            return self.publish(parts);
+        }
+        match local_snapshot(ctx, view, parts)? {
+            None => self.publish(parts),
+            Some(snapshot) => {
+                let mut all = parts.to_vec();
+                all.push((RoleName::snapshot(), snapshot));
+                self.publish(&all)
+            }
+        }
+    }
+
     /// Upload signed files in one update.
     pub fn publish(&self, parts: &[(RoleName, Vec<u8>)]) -> Result<()> {
         match self.remote.publish(parts) {
@@ -182,6 +204,38 @@ impl Repo {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// The next snapshot over `parts`, signed here when a snapshot key listed in root is in
+/// the local key store; `None` when the server holds it.
+pub fn local_snapshot(
+    ctx: &mut Context,
+    view: &View,
+    parts: &[(RoleName, Vec<u8>)],
+) -> Result<Option<Vec<u8>>> {
+    let keyring = Keyring::new(&ctx.config);
+    let keys = open_keys(ctx, &keyring, &view.root_role_keys("snapshot"))?;
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    let Some(current) = &view.snapshot else {
+        return Ok(None);
+    };
+    let mut body = current.signed().clone();
+    for (role, bytes) in parts {
+        body.meta
+            .insert(role.clone(), tuf::FileMeta::for_metadata(bytes));
+    }
+    let v = body.version;
+    let signers: Vec<SigningKey<'_>> = keys.iter().map(|k| SigningKey::plain(k)).collect();
+    let m = edit::resign(
+        "snapshot",
+        body,
+        v,
+        ctx.now().plus_days(edit::TARGETS_EXPIRY_DAYS),
+        &signers,
+    )?;
+    Ok(Some(m.raw().to_vec()))
 }
 
 /// A delegation's effective paths: its own, narrowed by each ancestor's.

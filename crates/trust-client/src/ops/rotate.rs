@@ -129,7 +129,12 @@ pub fn rotate(
         )?;
         parts.push((RoleName::snapshot(), m.raw().to_vec()));
     }
-    repo.publish(&parts)?;
+    if role == "snapshot" {
+        // Signed here when moving to a local key; the server signs it when moving back.
+        repo.publish(&parts)?;
+    } else {
+        repo.publish_update(ctx, &view, &parts)?;
+    }
     let where_ = if server_managed || role == "timestamp" {
         " (held by the server)"
     } else {

@@ -232,7 +232,7 @@ pub fn sign(ctx: &mut Context, out: &mut dyn Write, req: &SignRequest) -> Result
         edit::add_target(t, name.clone(), target.clone())
     })?;
     if !parts.is_empty() {
-        repo.publish(&parts)
+        repo.publish_update(ctx, &view, &parts)
             .map_err(|e| sign_failed(&repo, &tag, e))?;
     }
     let _ = writeln!(out, "Successfully signed {}:{tag}", repo.gun);
@@ -322,7 +322,7 @@ pub fn revoke(
     })
     .map_err(fail)?;
     if !parts.is_empty() {
-        repo.publish(&parts).map_err(fail)?;
+        repo.publish_update(ctx, &view, &parts).map_err(fail)?;
     }
     let _ = writeln!(out, "Successfully deleted signature for {image}");
     Ok(())

@@ -122,7 +122,7 @@ fn add_one(
             edit::add_delegation(&mut body, &releases, keys, 1, &all);
             let refs: Vec<&keys::PrivateKey> = tkeys.iter().collect();
             let targets = repo::sign_targets(&RoleName::targets(), body, v, &refs, ctx)?;
-            repo.publish(&[(RoleName::targets(), targets)])
+            repo.publish_update(ctx, &view, &[(RoleName::targets(), targets)])
         }
     }
 }
@@ -242,6 +242,6 @@ fn remove_one(
     edit::remove_delegation(&mut body, &signer);
     let refs: Vec<&keys::PrivateKey> = tkeys.iter().collect();
     let t = repo::sign_targets(&RoleName::targets(), body, v, &refs, ctx)?;
-    repo.publish(&[(RoleName::targets(), t)])?;
+    repo.publish_update(ctx, &view, &[(RoleName::targets(), t)])?;
     Ok(true)
 }

@@ -1,0 +1,266 @@
+//! `notarium trust key rotate REPO ROLE` for every top-level role: root, targets, snapshot
+//! (to a local key and back to the server) and timestamp. After each rotation the signed
+//! tags still verify, the docker CLI (with its cache from before the rotation, and a new
+//! user without one) still reads the repository, and signing goes on.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+use notarium_testkit::docker::{Docker, Run};
+use notarium_testkit::registry::{push_image, Distribution, Pushed};
+use notarium_testkit::TestServer;
+
+fn notarium(d: &Docker, args: &[&str]) -> Run {
+    let r = d.run_program(Path::new(env!("CARGO_BIN_EXE_notarium")), args, "");
+    assert_eq!(
+        r.code, 0,
+        "notarium {args:?} failed:\nstdout: {}\nstderr: {}",
+        r.stdout, r.stderr
+    );
+    r
+}
+
+/// Root and repository key IDs as `docker trust inspect` shows them, and the signed tags.
+fn docker_view(d: &Docker, repo: &str) -> (String, String, Vec<(String, String)>) {
+    let json: serde_json::Value =
+        serde_json::from_str(&d.ok(&["trust", "inspect", repo]).stdout).unwrap();
+    let admin = &json[0]["AdministrativeKeys"];
+    let key = |name: &str| {
+        admin
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["Name"] == name)
+            .unwrap()["Keys"][0]["ID"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let tags = json[0]["SignedTags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["SignedTag"].as_str().unwrap().to_owned(),
+                t["Digest"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    (key("Root"), key("Repository"), tags)
+}
+
+/// The key ID a root role lists, from the server's current root.json.
+fn root_role_key(server: &TestServer, gun: &str, role: &str) -> String {
+    let root = current_root(server, gun);
+    let (_, keys) = root.signed().role_keys(role).unwrap();
+    assert_eq!(keys.len(), 1);
+    keys[0].id().to_string()
+}
+
+fn current_root(server: &TestServer, gun: &str) -> tuf::Metadata<tuf::Root> {
+    let a = server.endpoint.get_file(gun, "root.json");
+    assert_eq!(a.status, 200, "{}", a.text());
+    tuf::Metadata::<tuf::Root>::parse("root", a.body).unwrap()
+}
+
+fn root_version(server: &TestServer, gun: &str) -> u64 {
+    current_root(server, gun).signed().version
+}
+
+fn verify(d: &Docker, repo: &str, tag: &str, image: &Pushed) {
+    let r = notarium(d, &["trust", "verify", &format!("{repo}:{tag}")]);
+    assert_eq!(r.stdout.trim(), image.digest, "verify {tag}");
+}
+
+#[test]
+fn every_top_level_key_rotates_and_docker_keeps_reading() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::start();
+    let registry = Distribution::start();
+    let user = |name: &str| {
+        let d = tmp.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let u = Docker::new(&d, &server.url);
+        server.install_ca_for_docker(&u.config);
+        u
+    };
+    let alice = user("alice");
+    let repo = format!("{}/rotate/app", registry.addr);
+    let gun = repo.as_str();
+    let images: Vec<Pushed> = ["v1", "v2", "v3"]
+        .iter()
+        .map(|t| push_image(&registry.url(), "rotate/app", t, t))
+        .collect();
+
+    notarium(&alice, &["trust", "key", "generate", "alice", "--dir", "."]);
+    notarium(
+        &alice,
+        &["trust", "signer", "add", "--key", "alice.pub", "alice", gun],
+    );
+    notarium(&alice, &["trust", "sign", &format!("{repo}:v1")]);
+    // docker reads it once, so its cache holds the first root.
+    let (root0, targets0, tags) = docker_view(&alice, gun);
+    assert_eq!(tags, vec![("v1".to_owned(), images[0].hex().to_owned())]);
+    assert_eq!(root_version(&server, gun), 1);
+
+    // Root: a new root key, the new root signed by the old and the new one.
+    let r = notarium(&alice, &["trust", "key", "rotate", gun, "root"]);
+    assert_eq!(
+        r.stdout,
+        format!("Successfully rotated root key for repository {gun}\n")
+    );
+    assert_eq!(root_version(&server, gun), 2);
+    let (root1, targets1, tags1) = docker_view(&alice, gun);
+    assert_ne!(root1, root0, "docker shows the new root key");
+    assert_eq!(targets1, targets0);
+    assert_eq!(tags1, tags);
+    verify(&alice, gun, "v1", &images[0]);
+    // The new key file: docker's format, role root, owner-only.
+    let root_files: Vec<_> = std::fs::read_dir(alice.private_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            keys::file::inspect(&std::fs::read(p).unwrap())
+                .unwrap()
+                .role
+                .as_deref()
+                == Some("root")
+        })
+        .collect();
+    assert_eq!(root_files.len(), 2, "old and new root keys are both kept");
+    for p in &root_files {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", p.display());
+    }
+
+    // Targets: a new repository key; targets.json is re-signed with it.
+    notarium(&alice, &["trust", "key", "rotate", gun, "targets"]);
+    let (root2, targets2, tags2) = docker_view(&alice, gun);
+    assert_eq!(root2, root1);
+    assert_ne!(targets2, targets1, "docker shows the new repository key");
+    assert_eq!(tags2, tags);
+    // Adding a signer now needs (and uses) the new repository key.
+    let bob = user("bob");
+    notarium(&bob, &["trust", "key", "generate", "bob", "--dir", "."]);
+    let bob_pub = tmp.path().join("bob/bob.pub");
+    notarium(
+        &alice,
+        &[
+            "trust",
+            "signer",
+            "add",
+            "--key",
+            bob_pub.to_str().unwrap(),
+            "bob",
+            gun,
+        ],
+    );
+
+    // Snapshot to a local key: the client signs snapshot from now on.
+    let server_snapshot = root_role_key(&server, gun, "snapshot");
+    notarium(&alice, &["trust", "key", "rotate", gun, "snapshot"]);
+    let local_snapshot = root_role_key(&server, gun, "snapshot");
+    assert_ne!(local_snapshot, server_snapshot);
+    let held = keys::store::KeyStore::new(alice.private_dir())
+        .list()
+        .unwrap();
+    assert!(
+        held.iter().any(|k| k.id.to_string() == local_snapshot),
+        "the snapshot key is in alice's trust store"
+    );
+    notarium(&alice, &["trust", "sign", &format!("{repo}:v2")]);
+    verify(&alice, gun, "v2", &images[1]);
+    let (_, _, tags3) = docker_view(&alice, gun);
+    assert_eq!(tags3.len(), 2);
+    // bob has no snapshot key: his signature cannot be published until it is back.
+    let r = bob.run_program(
+        Path::new(env!("CARGO_BIN_EXE_notarium")),
+        &["trust", "sign", &format!("{repo}:v2")],
+        "",
+    );
+    assert_ne!(r.code, 0, "bob signed without the snapshot key");
+    assert!(
+        r.stderr
+            .contains("server does not hold current snapshot key"),
+        "{}",
+        r.stderr
+    );
+
+    // Snapshot back to the server.
+    let r = notarium(
+        &alice,
+        &["trust", "key", "rotate", gun, "snapshot", "--server"],
+    );
+    assert_eq!(
+        r.stdout,
+        format!("Successfully rotated snapshot key for repository {gun} (held by the server)\n")
+    );
+    let back = root_role_key(&server, gun, "snapshot");
+    assert_ne!(back, local_snapshot);
+    let k = server.endpoint.server_key(gun, "snapshot");
+    assert_eq!(
+        k.id().to_string(),
+        back,
+        "the server holds the new snapshot key"
+    );
+    // bob co-signs v2 with docker's daemonless path; notarium signs v3.
+    bob.ok(&["trust", "sign", &format!("{repo}:v2")]);
+    notarium(&alice, &["trust", "sign", &format!("{repo}:v3")]);
+
+    // Timestamp: the server makes a new key; the new root lists it.
+    let old_ts = root_role_key(&server, gun, "timestamp");
+    notarium(&alice, &["trust", "key", "rotate", gun, "timestamp"]);
+    let new_ts = root_role_key(&server, gun, "timestamp");
+    assert_ne!(new_ts, old_ts);
+    let k = server.endpoint.server_key(gun, "timestamp");
+    assert_eq!(k.id().to_string(), new_ts);
+    assert_eq!(root_version(&server, gun), 6);
+
+    // Everything still verifies, for alice (cache from before every rotation), for docker,
+    // and for a new docker user trusting the current root on first use.
+    for (i, tag) in ["v1", "v2", "v3"].iter().enumerate() {
+        verify(&alice, gun, tag, &images[i]);
+    }
+    let (_, _, tags_alice) = docker_view(&alice, gun);
+    let carol = user("carol");
+    let (_, _, tags_carol) = docker_view(&carol, gun);
+    assert_eq!(tags_alice, tags_carol);
+    let want: Vec<(String, String)> = ["v1", "v2", "v3"]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.to_string(), images[i].hex().to_owned()))
+        .collect();
+    assert_eq!(tags_alice, want);
+    let json: serde_json::Value =
+        serde_json::from_str(&carol.ok(&["trust", "inspect", gun]).stdout).unwrap();
+    let v2 = &json[0]["SignedTags"][1];
+    assert_eq!(v2["Signers"], serde_json::json!(["alice", "bob"]));
+
+    // Rotations that make no sense are refused with a reason.
+    let r = alice.run_program(
+        Path::new(env!("CARGO_BIN_EXE_notarium")),
+        &["trust", "key", "rotate", gun, "targets", "--server"],
+        "",
+    );
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("cannot be held by the server"),
+        "{}",
+        r.stderr
+    );
+    let r = alice.run_program(
+        Path::new(env!("CARGO_BIN_EXE_notarium")),
+        &["trust", "key", "rotate", gun, "targets/releases"],
+        "",
+    );
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr
+            .contains("choose root, targets, snapshot or timestamp"),
+        "{}",
+        r.stderr
+    );
+}
