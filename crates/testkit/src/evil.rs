@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+
+use crate::http::{respond, serve, Served};
 use std::sync::{Arc, Mutex};
 
 use keys::{Algorithm, PrivateKey};
@@ -22,77 +24,37 @@ pub struct EvilServer {
     pub ca: PathBuf,
     files: Files,
     gun: String,
-    _dir: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    served: Served,
 }
 
 impl EvilServer {
     pub fn start(gun: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let tls = server::tls::ensure_generated(&dir.path().join("tls"), &[]).unwrap();
-        let cfg = server::tls::server_config(&tls).unwrap();
         let files: Files = Arc::new(Mutex::new(BTreeMap::new()));
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let f2 = files.clone();
         let prefix = format!("/v2/{gun}/_trust/tuf/");
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                ready_tx.send(listener.local_addr().unwrap()).unwrap();
-                let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-                let mut stop_rx = stop_rx;
-                loop {
-                    let (stream, _) = tokio::select! {
-                        r = listener.accept() => r.unwrap(),
-                        _ = &mut stop_rx => break,
-                    };
-                    let acceptor = acceptor.clone();
-                    let files = f2.clone();
-                    let prefix = prefix.clone();
-                    tokio::spawn(async move {
-                        let Ok(tls) = acceptor.accept(stream).await else { return };
-                        let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                            let files = files.clone();
-                            let prefix = prefix.clone();
-                            async move {
-                                let path = req.uri().path().to_owned();
-                                let resp = if path == "/v2/" {
-                                    hyper::Response::builder().status(200).body(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
-                                } else if let Some(file) = path.strip_prefix(&prefix) {
-                                    match files.lock().unwrap().get(file) {
-                                        Some(b) => hyper::Response::builder().status(200).body(http_body_util::Full::new(bytes::Bytes::from(b.clone()))),
-                                        None => hyper::Response::builder().status(404).body(http_body_util::Full::new(bytes::Bytes::from_static(b"{\"errors\":[{\"code\":\"METADATA_NOT_FOUND\"}]}"))),
-                                    }
-                                } else {
-                                    hyper::Response::builder().status(404).body(http_body_util::Full::new(bytes::Bytes::new()))
-                                };
-                                Ok::<_, std::convert::Infallible>(resp.unwrap())
-                            }
-                        });
-                        let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                            .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
-                            .await;
-                    });
+        let served = serve(
+            true,
+            Arc::new(move |req, _| {
+                let path = req.uri.path();
+                if path == "/v2/" {
+                    respond(200, &[], "{}")
+                } else if let Some(file) = path.strip_prefix(&prefix) {
+                    match f2.lock().unwrap().get(file) {
+                        Some(b) => respond(200, &[], b.clone()),
+                        None => respond(404, &[], r#"{"errors":[{"code":"METADATA_NOT_FOUND"}]}"#),
+                    }
+                } else {
+                    respond(404, &[], "")
                 }
-            });
-        });
-        let addr = ready_rx.recv().unwrap();
+            }),
+        );
         EvilServer {
-            addr,
-            url: format!("https://{addr}"),
-            ca: tls.ca.unwrap(),
+            addr: served.addr,
+            url: served.url.clone(),
+            ca: served.ca.clone().unwrap(),
             files,
             gun: gun.to_owned(),
-            _dir: dir,
-            stop: Some(stop_tx),
-            thread: Some(thread),
+            served,
         }
     }
 
@@ -110,20 +72,7 @@ impl EvilServer {
     }
 
     pub fn install_ca_for_docker(&self, docker_config: &std::path::Path) {
-        let dir = docker_config.join("tls").join(self.addr.to_string());
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::copy(&self.ca, dir.join("ca.crt")).unwrap();
-    }
-}
-
-impl Drop for EvilServer {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.served.install_ca_for_docker(docker_config);
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod docker;
 pub mod evil;
+pub mod http;
 pub mod registry;
 pub mod repo;
 pub mod server;

@@ -162,3 +162,213 @@ pub fn push_image(base: &str, name: &str, tag: &str, content: &str) -> Pushed {
         manifest,
     }
 }
+
+/// What a [`TokenRegistry`] saw: for each request, the method, path and the kind of
+/// credentials it carried.
+#[derive(Debug, Clone, Default)]
+pub struct Seen {
+    /// `(method, path with query, authorization scheme or "")`.
+    pub requests: Vec<(String, String, String)>,
+    /// Users that fetched a token, with the scope they asked for.
+    pub tokens: Vec<(String, String)>,
+}
+
+struct TokenState {
+    users: Vec<(String, String)>,
+    token: String,
+    /// `name:reference` → (media type, manifest).
+    manifests: std::collections::BTreeMap<String, (String, Vec<u8>)>,
+    seen: Seen,
+}
+
+/// A registry that answers only with a Bearer token (the docker token flow): `GET /v2/`
+/// and manifests without a token get 401 and a challenge naming `/token`, which hands out a
+/// token for a user's Basic credentials. It serves manifests the test puts in it, over
+/// HTTPS with its own CA.
+pub struct TokenRegistry {
+    pub served: crate::http::Served,
+    state: std::sync::Arc<std::sync::Mutex<TokenState>>,
+}
+
+impl TokenRegistry {
+    /// Accepts these `(user, password)` pairs.
+    pub fn start(users: &[(&str, &str)]) -> Self {
+        use std::sync::{Arc, Mutex};
+        let mut rnd = [0u8; 16];
+        aws_lc_rs::rand::fill(&mut rnd).unwrap();
+        let state = Arc::new(Mutex::new(TokenState {
+            users: users
+                .iter()
+                .map(|(u, p)| (u.to_string(), p.to_string()))
+                .collect(),
+            token: hex::encode(rnd),
+            manifests: Default::default(),
+            seen: Seen::default(),
+        }));
+        let st = state.clone();
+        let realm = Arc::new(Mutex::new(String::new()));
+        let realm2 = realm.clone();
+        let served = crate::http::serve(
+            true,
+            Arc::new(move |req, _body| {
+                use crate::http::respond;
+                use base64::Engine as _;
+                let mut s = st.lock().unwrap();
+                let auth = req
+                    .headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                let path = req.uri.path().to_owned();
+                let pq = req
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_default();
+                let scheme = auth.split(' ').next().unwrap_or("").to_owned();
+                s.seen
+                    .requests
+                    .push((req.method.to_string(), pq.clone(), scheme));
+                if path == "/token" {
+                    let creds = auth
+                        .strip_prefix("Basic ")
+                        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                        .and_then(|b| String::from_utf8(b).ok())
+                        .and_then(|c| c.split_once(':').map(|(u, p)| (u.to_owned(), p.to_owned())));
+                    return match creds {
+                        Some(c) if s.users.contains(&c) => {
+                            let scope = req
+                                .uri
+                                .query()
+                                .unwrap_or("")
+                                .split('&')
+                                .find_map(|kv| kv.strip_prefix("scope="))
+                                .unwrap_or("")
+                                .replace("%3A", ":")
+                                .replace("%2C", ",")
+                                .replace("%2F", "/");
+                            s.seen.tokens.push((c.0, scope));
+                            let body = format!(r#"{{"token":"{}","expires_in":300}}"#, s.token);
+                            respond(200, &[("content-type", "application/json")], body)
+                        }
+                        _ => respond(
+                            401,
+                            &[("content-type", "application/json")],
+                            r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
+                        ),
+                    };
+                }
+                let challenge = format!(
+                    r#"Bearer realm="{}/token",service="token-registry""#,
+                    realm2.lock().unwrap()
+                );
+                if auth != format!("Bearer {}", s.token) {
+                    return respond(
+                        401,
+                        &[
+                            ("www-authenticate", challenge.as_str()),
+                            ("content-type", "application/json"),
+                        ],
+                        r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
+                    );
+                }
+                if path == "/v2/" {
+                    return respond(
+                        200,
+                        &[("docker-distribution-api-version", "registry/2.0")],
+                        "{}",
+                    );
+                }
+                let key = path
+                    .strip_prefix("/v2/")
+                    .and_then(|p| p.split_once("/manifests/"))
+                    .map(|(n, r)| format!("{n}:{r}"));
+                match key.and_then(|k| s.manifests.get(&k).cloned()) {
+                    Some((mt, m)) => {
+                        let digest = sha(&m);
+                        let len = m.len().to_string();
+                        let headers = [
+                            ("content-type", mt.as_str()),
+                            ("docker-content-digest", digest.as_str()),
+                            ("content-length", len.as_str()),
+                        ];
+                        let body = if req.method == "HEAD" { Vec::new() } else { m };
+                        respond(200, &headers, body)
+                    }
+                    None => respond(
+                        404,
+                        &[("content-type", "application/json")],
+                        r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#,
+                    ),
+                }
+            }),
+        );
+        *realm.lock().unwrap() = served.url.clone();
+        TokenRegistry { served, state }
+    }
+
+    /// Serve `manifest` as `name:tag` and `name@digest`.
+    pub fn put(&self, name: &str, tag: &str, media_type: &str, manifest: &[u8]) -> Pushed {
+        let digest = sha(manifest);
+        let mut s = self.state.lock().unwrap();
+        for r in [tag, digest.as_str()] {
+            s.manifests.insert(
+                format!("{name}:{r}"),
+                (media_type.to_owned(), manifest.to_vec()),
+            );
+        }
+        Pushed {
+            digest,
+            size: manifest.len() as u64,
+            manifest: manifest.to_vec(),
+        }
+    }
+
+    pub fn seen(&self) -> Seen {
+        self.state.lock().unwrap().seen.clone()
+    }
+
+    pub fn host(&self) -> String {
+        self.served.addr.to_string()
+    }
+}
+
+/// Push an OCI image index over `images` (one per platform, in order) as `name:tag`.
+pub fn push_index(base: &str, name: &str, tag: &str, images: &[(&str, &Pushed)]) -> Pushed {
+    let client = reqwest::blocking::Client::new();
+    let manifests: Vec<serde_json::Value> = images
+        .iter()
+        .map(|(arch, p)| {
+            serde_json::json!({
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": p.digest, "size": p.size,
+                "platform": {"architecture": arch, "os": "linux"}
+            })
+        })
+        .collect();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests
+    })
+    .to_string()
+    .into_bytes();
+    let r = client
+        .put(format!("{base}/v2/{name}/manifests/{tag}"))
+        .header("Content-Type", "application/vnd.oci.image.index.v1+json")
+        .body(index.clone())
+        .send()
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        201,
+        "put index: {}",
+        r.text().unwrap_or_default()
+    );
+    Pushed {
+        digest: sha(&index),
+        size: index.len() as u64,
+        manifest: index,
+    }
+}
