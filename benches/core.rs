@@ -23,7 +23,7 @@ fn targets_file(n: usize) -> Vec<u8> {
     for i in 0..n {
         let name = TargetName::new(&format!("v1.{}.{}-build{}", i / 1000, i % 1000, i)).unwrap();
         let digest = tuf::hash::sha256(name.as_str().as_bytes());
-        t.targets.insert(
+        t.targets.make_mut().unwrap().insert(
             name,
             FileMeta {
                 custom: None,
@@ -75,7 +75,37 @@ fn bench_canonical(c: &mut Criterion) {
                 .unwrap()
                 .signed()
                 .targets
+                .to_map()
+                .unwrap()
                 .len()
+        })
+    });
+    // What a pull or `trust verify` does: parse, then find one tag.
+    g.bench_function("parse_and_lookup_one", |b| {
+        b.iter(|| {
+            Metadata::<Targets>::parse("targets", black_box(file.clone()))
+                .unwrap()
+                .signed()
+                .targets
+                .get("v1.50.0-build50000")
+                .unwrap()
+                .unwrap()
+                .length
+        })
+    });
+    // What `trust inspect` does: every entry, one at a time.
+    g.bench_function("parse_and_visit_all", |b| {
+        b.iter(|| {
+            let m = Metadata::<Targets>::parse("targets", black_box(file.clone())).unwrap();
+            let mut n = 0u64;
+            m.signed()
+                .targets
+                .visit(|_, meta| {
+                    n += meta.length;
+                    std::ops::ControlFlow::Continue(())
+                })
+                .unwrap();
+            n
         })
     });
     let parsed = Metadata::<Targets>::parse("targets", file.clone()).unwrap();

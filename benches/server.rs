@@ -122,7 +122,8 @@ fn uploads(r: &mut TestRepo, writers: usize, per_writer: u64) -> Vec<Vec<Vec<u8>
                         &mut t,
                         TargetName::new(&format!("v{v}")).unwrap(),
                         edit::docker_target([v as u8; 32], 528),
-                    );
+                    )
+                    .unwrap();
                     Metadata::sign(&role, t, &[SigningKey::plain(&key)])
                         .unwrap()
                         .raw()

@@ -46,7 +46,8 @@ fn every_key_type_signs_metadata_that_verifies() {
             &mut t,
             TargetName::new("v1").unwrap(),
             edit::docker_target([7; 32], 528),
-        );
+        )
+        .unwrap();
         let m = Metadata::sign("targets/x", t, &[SigningKey::plain(key)]).unwrap();
         let again = Metadata::<Targets>::parse("targets/x", m.raw().to_vec()).unwrap();
         assert!(again.is_normalized());
@@ -112,7 +113,7 @@ fn custom_data_is_canonicalized_before_signing() {
             .unwrap();
     let key = PrivateKey::generate(Algorithm::Ecdsa).unwrap();
     let mut t = Targets::new(now().plus_days(30), 1);
-    t.targets.insert(
+    t.targets.make_mut().unwrap().insert(
         TargetName::new("file").unwrap(),
         FileMeta {
             custom: Some(custom),
@@ -131,14 +132,14 @@ fn custom_data_is_canonicalized_before_signing() {
     let parsed = Metadata::<Targets>::parse("targets", m.raw().to_vec()).unwrap();
     let s = &parsed.signatures()[0];
     key.public()
-        .verify(&s.method, parsed.canonical(), &s.sig)
+        .verify(&s.method, parsed.canonical().unwrap(), &s.sig)
         .unwrap();
     assert!(parsed.is_normalized());
     // Floats cannot be signed at all.
     let mut t = Targets::new(now().plus_days(30), 1);
     let float: serde_json::Value = serde_json::from_str(r#"{"ratio": 1.5}"#).unwrap();
     assert!(tuf::canonical::check_value(&float).is_err());
-    t.targets.insert(
+    t.targets.make_mut().unwrap().insert(
         TargetName::new("f").unwrap(),
         FileMeta {
             custom: Some(float),

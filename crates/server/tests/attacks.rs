@@ -128,7 +128,8 @@ fn forged_signature_is_refused() {
             t,
             tuf::TargetName::new("evil").unwrap(),
             edit::docker_target(digest("evil"), 1),
-        );
+        )
+        .unwrap();
     });
     let impostor = keys::PrivateKey::generate(keys::Algorithm::Ecdsa).unwrap();
     let forged = sign_with("targets/releases", body.clone(), &impostor);
@@ -153,7 +154,7 @@ fn forged_signature_is_refused() {
         .unwrap()
         .keyids[0]
         .clone();
-    let relabelled = tuf::metadata::envelope(m.canonical(), &sigs);
+    let relabelled = tuf::metadata::envelope(m.canonical().unwrap(), &sigs);
     let a = s.post_parts(GUN, &[("targets/releases", &relabelled)]);
     assert_refused(
         &s,
@@ -173,7 +174,7 @@ fn forged_signature_is_refused() {
         GUN,
         &[(
             "targets/releases",
-            &tuf::metadata::envelope(good.canonical(), &sigs),
+            &tuf::metadata::envelope(good.canonical().unwrap(), &sigs),
         )],
     );
     assert_refused(
@@ -281,7 +282,7 @@ fn unsigned_and_unknown_fields_are_refused() {
     );
     // A signed but unknown field: the signature is fine, the file is not what Notary writes.
     let m = Metadata::<Targets>::parse("x", good).unwrap();
-    let canon = String::from_utf8(m.canonical().to_vec()).unwrap();
+    let canon = String::from_utf8(m.canonical().unwrap().to_vec()).unwrap();
     let with_field = canon.replacen("\"version\":", "\"zzz\":1,\"version\":", 1);
     let with_field = tuf::canonical::canonicalize(with_field.as_bytes()).unwrap();
     let sig = tuf::sign::Sign::sign(key, &with_field).unwrap();
@@ -463,7 +464,8 @@ fn delegations_may_only_sign_their_paths() {
         &mut body,
         tuf::TargetName::new("team-b/app").unwrap(),
         edit::docker_target(digest("x"), 1),
-    );
+    )
+    .unwrap();
     let a = s.post_parts(
         GUN,
         &[("targets/scoped", &sign_with("targets/scoped", body, &key))],
@@ -481,7 +483,8 @@ fn delegations_may_only_sign_their_paths() {
         &mut body,
         tuf::TargetName::new("team-a/app").unwrap(),
         edit::docker_target(digest("x"), 1),
-    );
+    )
+    .unwrap();
     assert_eq!(
         s.post_parts(
             GUN,
@@ -765,7 +768,8 @@ fn revoked_delegation_cannot_authorize_children() {
         &mut x_body,
         tuf::TargetName::new("app").unwrap(),
         edit::docker_target(digest("a"), 1),
-    );
+    )
+    .unwrap();
     let x_v1 = sign_with("targets/team/x", x_body.clone(), &key_x);
     let a = s.post_parts(
         GUN,

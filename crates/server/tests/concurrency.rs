@@ -35,7 +35,8 @@ fn signed(
         &mut t,
         TargetName::new(tag).unwrap(),
         edit::docker_target(digest(tag), 10),
-    );
+    )
+    .unwrap();
     Metadata::sign(role, t, &[SigningKey::plain(key)])
         .unwrap()
         .raw()

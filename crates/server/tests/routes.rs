@@ -183,7 +183,7 @@ fn key_endpoints_and_remote_rotation() {
     assert_eq!(ts.signatures()[0].keyid, *ts2.id());
     ts2.verify(
         &ts.signatures()[0].method,
-        ts.canonical(),
+        ts.canonical().unwrap(),
         &ts.signatures()[0].sig,
     )
     .unwrap();

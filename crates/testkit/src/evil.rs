@@ -208,7 +208,8 @@ impl EvilRepo {
                 &mut r,
                 TargetName::new(tag).unwrap(),
                 edit::docker_target(digest_of(seed), 528),
-            );
+            )
+            .unwrap();
         }
         r
     }

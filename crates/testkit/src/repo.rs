@@ -122,7 +122,8 @@ impl TestRepo {
             &mut body,
             TargetName::new(tag).unwrap(),
             edit::docker_target(digest, size),
-        );
+        )
+        .unwrap();
         let m = edit::resign(
             role.as_str(),
             body,
@@ -195,7 +196,8 @@ pub fn release(
             &mut body,
             TargetName::new(tag).unwrap(),
             edit::docker_target(digest, len),
-        );
+        )
+        .unwrap();
         let m = edit::resign(
             role,
             body,

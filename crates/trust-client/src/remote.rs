@@ -1,8 +1,13 @@
 //! The trust server, over a session: bounded metadata downloads and multipart uploads.
 
 use registry::client::{NetError, Session};
+use std::sync::Arc;
 use tuf::client::{FetchError, Fetched, Remote};
+
 use tuf::{Gun, RoleName};
+
+/// One role's file in an upload.
+pub type Part = (RoleName, Arc<[u8]>);
 
 pub struct TrustRemote {
     pub session: Session,
@@ -20,23 +25,29 @@ impl TrustRemote {
         format!("/v2/{}/_trust/tuf/{file}", self.gun)
     }
 
-    /// `POST /v2/<gun>/_trust/tuf/` with one part per role (filename = role name).
-    pub fn publish(&self, parts: &[(RoleName, Vec<u8>)]) -> Result<(), NetError> {
+    /// `POST /v2/<gun>/_trust/tuf/` with one part per role (filename = role name). The
+    /// body is streamed from the parts, never copied into one buffer.
+    pub fn publish(&self, parts: &[Part]) -> Result<(), NetError> {
+        use std::io::{Cursor, Read};
         let mut rnd = [0u8; 12];
         let _ = aws_lc_rs::rand::fill(&mut rnd);
         let boundary = format!("notarium{}", hex::encode(rnd));
-        let mut body = Vec::new();
+        let mut pieces: Vec<Arc<[u8]>> = Vec::with_capacity(parts.len() * 2 + 1);
         for (role, data) in parts {
-            body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-            body.extend_from_slice(
-                format!("Content-Disposition: form-data; name=\"files\"; filename=\"{role}\"\r\n")
-                    .as_bytes(),
+            let head = format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{role}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
             );
-            body.extend_from_slice(b"Content-Type: application/octet-stream\r\n\r\n");
-            body.extend_from_slice(data);
-            body.extend_from_slice(b"\r\n");
+            pieces.push(head.into_bytes().into());
+            pieces.push(data.clone());
+            pieces.push(Arc::from(&b"\r\n"[..]));
         }
-        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        pieces.push(format!("--{boundary}--\r\n").into_bytes().into());
+        let len: u64 = pieces.iter().map(|p| p.len() as u64).sum();
+        let reader: Box<dyn Read + Send> = pieces.into_iter().fold(
+            Box::new(std::io::empty()) as Box<dyn Read + Send>,
+            |acc, p| Box::new(acc.chain(Cursor::new(p))),
+        );
+        let body = reqwest::blocking::Body::sized(reader, len);
         let path = format!("/v2/{}/_trust/tuf/", self.gun);
         let url = format!("{}{path}", self.session.base());
         let rb = self

@@ -2,6 +2,7 @@
 //! (`tuf::client`), changed, signed and published.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use keys::PrivateKey;
 use registry::client::NetError;
@@ -16,7 +17,7 @@ use crate::cache::FileCache;
 use crate::context::Context;
 use crate::error::{Result, TrustError};
 use crate::keyring::Keyring;
-use crate::remote::TrustRemote;
+use crate::remote::{Part, TrustRemote};
 
 /// What to load beyond root, timestamp and snapshot.
 pub enum Load<'a> {
@@ -64,20 +65,38 @@ impl View {
             .unwrap_or_default()
     }
 
+    /// One target of a loaded role; unreadable targets are an error naming the role.
+    pub fn target(&self, role: &str, tag: &str) -> Result<Option<tuf::FileMeta>> {
+        match self.role(role) {
+            None => Ok(None),
+            Some(m) => m
+                .signed()
+                .targets
+                .get(tag)
+                .map_err(|msg| unreadable(role, msg)),
+        }
+    }
+
     /// Docker's "released" lookup: `targets/releases`, then `targets`.
-    pub fn find_released(&self, tag: &str) -> Option<(RoleName, tuf::FileMeta)> {
+    pub fn find_released(&self, tag: &str) -> Result<Option<(RoleName, tuf::FileMeta)>> {
         for role in ["targets/releases", "targets"] {
-            if let Some(m) = self.role(role) {
-                let r = RoleName::new(role).ok()?;
-                if let Some(fm) = m.signed().targets.get(tag) {
-                    if self.allows(&r, tag) {
-                        return Some((r, fm.clone()));
-                    }
+            if let Some(fm) = self.target(role, tag)? {
+                let r = RoleName::new(role)?;
+                if self.allows(&r, tag) {
+                    return Ok(Some((r, fm)));
                 }
             }
         }
-        None
+        Ok(None)
     }
+}
+
+/// A role whose targets cannot be read.
+pub fn unreadable(role: &str, msg: String) -> TrustError {
+    TrustError::from(tuf::Error::Invalid {
+        role: role.to_owned(),
+        msg,
+    })
 }
 
 pub struct Repo {
@@ -173,27 +192,28 @@ impl Repo {
     /// Upload signed changes to an existing repository. When the snapshot key is here
     /// (rotated away from the server), a new snapshot over the changed roles is signed
     /// locally and uploaded with them, as notary's client does.
-    pub fn publish_update(
-        &self,
-        ctx: &mut Context,
-        view: &View,
-        parts: &[(RoleName, Vec<u8>)],
-    ) -> Result<()> {
+    ///
+    /// The view is consumed: what it holds (every role, possibly tens of megabytes) is
+    /// released before the upload.
+    pub fn publish_update(&self, ctx: &mut Context, view: View, parts: &[Part]) -> Result<()> {
         if parts.iter().any(|(r, _)| r.as_str() == "snapshot") {
+            drop(view);
             return self.publish(parts);
         }
-        match local_snapshot(ctx, view, parts)? {
+        let snapshot = local_snapshot(ctx, &view, parts)?;
+        drop(view);
+        match snapshot {
             None => self.publish(parts),
             Some(snapshot) => {
                 let mut all = parts.to_vec();
-                all.push((RoleName::snapshot(), snapshot));
+                all.push((RoleName::snapshot(), snapshot.into()));
                 self.publish(&all)
             }
         }
     }
 
     /// Upload signed files in one update.
-    pub fn publish(&self, parts: &[(RoleName, Vec<u8>)]) -> Result<()> {
+    pub fn publish(&self, parts: &[Part]) -> Result<()> {
         match self.remote.publish(parts) {
             Ok(()) => Ok(()),
             Err(NetError::Status { status, body, .. })
@@ -208,11 +228,7 @@ impl Repo {
 
 /// The next snapshot over `parts`, signed here when a snapshot key listed in root is in
 /// the local key store; `None` when the server holds it.
-pub fn local_snapshot(
-    ctx: &mut Context,
-    view: &View,
-    parts: &[(RoleName, Vec<u8>)],
-) -> Result<Option<Vec<u8>>> {
+pub fn local_snapshot(ctx: &mut Context, view: &View, parts: &[Part]) -> Result<Option<Vec<u8>>> {
     let keyring = Keyring::new(&ctx.config);
     let keys = open_keys(ctx, &keyring, &view.root_role_keys("snapshot"))?;
     if keys.is_empty() {
@@ -265,7 +281,7 @@ pub fn sign_targets(
     previous_version: u64,
     keys: &[&PrivateKey],
     ctx: &Context,
-) -> Result<Vec<u8>> {
+) -> Result<Arc<[u8]>> {
     let signers: Vec<SigningKey<'_>> = keys.iter().map(|k| SigningKey::plain(*k)).collect();
     let m = edit::resign(
         role.as_str(),
@@ -274,7 +290,7 @@ pub fn sign_targets(
         ctx.now().plus_days(edit::TARGETS_EXPIRY_DAYS),
         &signers,
     )?;
-    Ok(m.raw().to_vec())
+    Ok(m.raw_shared())
 }
 
 /// The keys among `listed` whose private halves are here, opened.

@@ -537,6 +537,43 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// Check output of the typed writers ([`Canonical`]) in one scan, without a copy: it is
+/// canonical by construction except where free-form values go (`custom` data, paths),
+/// which can hold what has no canonical form: a non-integral number, or a control
+/// character (which [`write_str`] writes as a `\u00XX` escape; canonical strings escape
+/// only `"` and `\`).
+pub fn check_written(bytes: &[u8]) -> Result<(), CanonicalError> {
+    let err = |offset, kind| Err(CanonicalError { offset, kind });
+    let mut in_string = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            match b {
+                b'"' => in_string = false,
+                b'\\' => {
+                    match bytes.get(i + 1) {
+                        Some(b'"') | Some(b'\\') => {}
+                        _ => return err(i, CanonicalErrorKind::ControlCharacter),
+                    }
+                    i += 1;
+                }
+                _ => {}
+            }
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b'.' | b'e' | b'E' if i > 0 && bytes[i - 1].is_ascii_digit() => {
+                    return err(i, CanonicalErrorKind::Float)
+                }
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
 /// Append `canonical` to `out` in envelope form (Go's HTML-safe compaction).
 pub fn html_escape_into(canonical: &[u8], out: &mut Vec<u8>) {
     out.reserve(canonical.len());
@@ -629,8 +666,14 @@ impl<'a> ObjectWriter<'a> {
 pub trait Canonical {
     fn write_canonical(&self, out: &mut Vec<u8>);
 
+    /// About how many bytes the canonical form takes (0: unknown). Large bodies say, so
+    /// their buffer is allocated once instead of grown by doubling.
+    fn canonical_size_hint(&self) -> usize {
+        0
+    }
+
     fn to_canonical(&self) -> Vec<u8> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(self.canonical_size_hint());
         self.write_canonical(&mut out);
         out
     }

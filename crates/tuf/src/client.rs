@@ -187,7 +187,11 @@ impl<'a, R: Remote, L: Local> Client<'a, R, L> {
         }
     }
 
+    /// The cached copy of a role, parsed; none when it is to be forgotten (keys rotated).
     fn cached<T: Role>(&self, role: &RoleName) -> Option<Metadata<T>> {
+        if matches!(self.pending.get(role), Some(None)) {
+            return None;
+        }
         self.local
             .load(role)
             .and_then(|b| Metadata::parse(role.as_str(), b).ok())
@@ -395,9 +399,6 @@ impl<'a, R: Remote, L: Local> Client<'a, R, L> {
     /// The cached version of a role, verified (expiry allowed): the rollback floor. A role
     /// whose cached copy is to be forgotten (its keys rotated) has none.
     fn cached_floor<T: Role>(&self, role: &RoleName, keys: RoleKeys<'_>) -> Option<u64> {
-        if matches!(self.pending.get(role), Some(None)) {
-            return None;
-        }
         let m = self.cached::<T>(role)?;
         verify::verify(m, role, keys, self.lenient())
             .ok()
@@ -455,6 +456,11 @@ impl<'a, R: Remote, L: Local> Client<'a, R, L> {
                 return Ok(c);
             }
         }
+        self.fetch_matching(role, meta)
+    }
+
+    /// A bounded download of the file `meta` describes, checked against it.
+    fn fetch_matching(&mut self, role: &RoleName, meta: &FileMeta) -> Result<Vec<u8>, ClientError> {
         let sha = meta.hashes.sha256().map(hex::encode).ok_or_else(|| {
             tuf_err(Error::HashMismatch {
                 role: role.to_string(),
@@ -554,9 +560,23 @@ impl<'a, R: Remote, L: Local> Client<'a, R, L> {
             keyids: &keyids,
             threshold,
         };
-        let floor = self.cached_floor::<Targets>(name, keys_ref);
-        let bytes = self.matching_cache_or_fetch(name, &meta)?;
-        let m = Arc::new(Metadata::<Targets>::parse(name.as_str(), bytes).map_err(tuf_err)?);
+        // The cached copy, parsed once: it is the current file when the snapshot vouches
+        // for its bytes (the common case: nothing changed), else the rollback floor.
+        let cached = self.cached::<Targets>(name);
+        let current = cached.as_ref().is_some_and(|c| meta.check(c.raw()).is_ok());
+        let (m, floor) = if current {
+            let m = cached.map(Arc::new).ok_or_else(|| ClientError::Missing {
+                role: name.to_string(),
+            })?;
+            (m, None)
+        } else {
+            let floor = cached
+                .and_then(|m| verify::verify(m, name, keys_ref, self.lenient()).ok())
+                .map(|v| v.signed().version());
+            let bytes = self.fetch_matching(name, &meta)?;
+            let m = Arc::new(Metadata::<Targets>::parse(name.as_str(), bytes).map_err(tuf_err)?);
+            (m, floor)
+        };
         let v = match verify::verify(m.clone(), name, keys_ref, self.strict()) {
             Ok(v) => v,
             Err(e) => {
@@ -566,7 +586,9 @@ impl<'a, R: Remote, L: Local> Client<'a, R, L> {
         };
         verify::check_not_rollback_version(name.as_str(), v.signed().version, floor)
             .map_err(tuf_err)?;
-        self.keep(name, v.raw());
+        if !current {
+            self.keep(name, v.raw());
+        }
         if let Some(p) = paths {
             self.paths.insert(name.clone(), p);
         }
@@ -591,9 +613,15 @@ impl<'a, R: Remote, L: Local> Client<'a, R, L> {
         for role in ["targets/releases", "targets"] {
             let r = RoleName::new(role).map_err(Error::Name)?;
             if let Some(m) = self.role(&r)? {
-                if let Some(fm) = m.signed().targets.get(name) {
+                let found = m.signed().targets.get(name).map_err(|msg| {
+                    tuf_err(Error::Invalid {
+                        role: r.to_string(),
+                        msg,
+                    })
+                })?;
+                if let Some(fm) = found {
                     if self.allows(&r, name) {
-                        return Ok(Some((r, fm.clone())));
+                        return Ok(Some((r, fm)));
                     }
                 }
             }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::key::{KeyId, PublicKey};
 use crate::metadata::{DelegationRole, FileMeta, Metadata, Role, Root, RootRole, Targets};
 use crate::names::{RoleName, TargetName};
@@ -139,18 +139,15 @@ fn prune_delegation_keys(parent: &mut Targets) {
 
 /// Add or replace a target. Returns false when the same meta was already there (Notary then
 /// does not mark the role changed).
-pub fn add_target(t: &mut Targets, name: TargetName, meta: FileMeta) -> bool {
-    match t.targets.get(&name) {
-        Some(existing) if existing == &meta => false,
-        _ => {
-            t.targets.insert(name, meta);
-            true
-        }
-    }
+pub fn add_target(t: &mut Targets, name: TargetName, meta: FileMeta) -> Result<bool> {
+    t.targets
+        .insert(name, meta)
+        .map_err(|msg| Error::Targets { msg })
 }
 
-pub fn remove_target(t: &mut Targets, name: &str) -> bool {
-    t.targets.remove(name).is_some()
+/// Remove a target. Returns whether it was there.
+pub fn remove_target(t: &mut Targets, name: &str) -> Result<bool> {
+    t.targets.remove(name).map_err(|msg| Error::Targets { msg })
 }
 
 /// Re-sign a role after a change: version + 1, a fresh expiry.

@@ -22,6 +22,11 @@ pub enum Error {
     #[error("{role}: invalid metadata: {msg}")]
     Invalid { role: String, msg: String },
 
+    /// Targets that cannot be read, met while changing them (the role is named by the
+    /// caller, which knows it).
+    #[error("unreadable targets: {msg}")]
+    Targets { msg: String },
+
     #[error("{role}: metadata carries no signatures")]
     Unsigned { role: String },
 
@@ -84,7 +89,7 @@ impl Error {
             | Error::HashMismatch { role, .. }
             | Error::TooLarge { role, .. }
             | Error::Sign { role, .. } => Some(role),
-            Error::Name(_) => None,
+            Error::Name(_) | Error::Targets { .. } => None,
         }
     }
 }

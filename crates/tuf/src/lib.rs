@@ -23,6 +23,7 @@ pub mod key;
 pub mod metadata;
 pub mod names;
 pub mod sign;
+pub mod target_map;
 pub mod time;
 pub mod upload;
 pub mod verify;
@@ -35,5 +36,6 @@ pub use metadata::{
     Snapshot, Targets, Timestamp,
 };
 pub use names::{Gun, NameError, RoleName, TargetName};
+pub use target_map::TargetMap;
 pub use time::{Clock, DateTime, FixedClock, SystemClock};
 pub use verify::Verified;

@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::hash::{sha256, sha512};
 use crate::key::{KeyId, PublicKey, SignatureMethod};
 use crate::names::{RoleName, TargetName};
+use crate::target_map::TargetMap;
 use crate::time::DateTime;
 
 /// One signature in the envelope.
@@ -57,9 +58,15 @@ impl<'de> Deserialize<'de> for Signature {
 }
 
 /// Hashes by algorithm name. Only `sha256` and `sha512` are understood; other names are
-/// kept so files round-trip.
+/// kept so files round-trip. SHA-256 (all a docker target has) is stored inline: a
+/// repository of 100,000 tags holds 100,000 of these.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Hashes(BTreeMap<String, Vec<u8>>);
+pub struct Hashes {
+    sha256: Option<[u8; 32]>,
+    sha512: Option<Box<[u8; 64]>>,
+    /// Other algorithms, sorted by name.
+    other: Vec<(String, Vec<u8>)>,
+}
 
 impl Hashes {
     pub fn new() -> Self {
@@ -68,92 +75,164 @@ impl Hashes {
 
     /// Both SHA-256 and SHA-512 of `data` (what Notary writes for metadata files).
     pub fn of(data: &[u8]) -> Self {
-        let mut h = Hashes::new();
-        h.0.insert("sha256".into(), sha256(data).to_vec());
-        h.0.insert("sha512".into(), sha512(data).to_vec());
-        h
+        Hashes {
+            sha256: Some(sha256(data)),
+            sha512: Some(Box::new(sha512(data))),
+            other: Vec::new(),
+        }
     }
 
     /// Only SHA-256 (what Docker writes for image targets).
     pub fn sha256_only(digest: [u8; 32]) -> Self {
-        let mut h = Hashes::new();
-        h.0.insert("sha256".into(), digest.to_vec());
-        h
+        Hashes {
+            sha256: Some(digest),
+            ..Hashes::default()
+        }
     }
 
     pub fn sha256(&self) -> Option<&[u8]> {
-        self.0.get("sha256").map(Vec::as_slice)
+        self.sha256.as_ref().map(|h| h.as_slice())
     }
 
     pub fn sha512(&self) -> Option<&[u8]> {
-        self.0.get("sha512").map(Vec::as_slice)
+        self.sha512.as_deref().map(|h| h.as_slice())
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &Vec<u8>)> {
-        self.0.iter()
+    /// Every hash, by algorithm name in byte order (as canonical JSON writes them).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        let mut all: Vec<(&str, &[u8])> = self
+            .other
+            .iter()
+            .map(|(a, h)| (a.as_str(), h.as_slice()))
+            .collect();
+        if let Some(h) = self.sha256() {
+            all.push(("sha256", h));
+        }
+        if let Some(h) = self.sha512() {
+            all.push(("sha512", h));
+        }
+        all.sort_by(|a, b| a.0.cmp(b.0));
+        all.into_iter()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.sha256.is_none() && self.sha512.is_none() && self.other.is_empty()
     }
 
-    /// Notary's rule: at least one known algorithm, and every known one present must match.
+    /// Check `data` against the strongest hash we can check fast: SHA-256 when present
+    /// (finding other data with the same SHA-256 is as infeasible as with SHA-512), else
+    /// SHA-512. Notary also re-checks SHA-512 when both are there; on a machine without
+    /// SHA-512 instructions that doubles the cost of reading a large role for nothing.
     pub fn check(&self, data: &[u8]) -> Result<(), String> {
-        let mut known = 0;
         if let Some(h) = self.sha256() {
-            known += 1;
-            if h != sha256(data) {
+            let actual = sha256(data);
+            if h != actual {
                 return Err(format!(
                     "sha256 {} does not match the data ({})",
                     hex::encode(h),
-                    hex::encode(sha256(data))
+                    hex::encode(actual)
                 ));
             }
+            return Ok(());
         }
         if let Some(h) = self.sha512() {
-            known += 1;
             if h != sha512(data) {
                 return Err("sha512 does not match the data".into());
             }
+            return Ok(());
         }
-        if known == 0 {
-            return Err("no sha256 or sha512 hash to check".into());
+        Err("no sha256 or sha512 hash to check".into())
+    }
+}
+
+/// A string borrowed from the input when it has no escapes.
+pub(crate) struct Text<'a>(pub(crate) std::borrow::Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(std::borrow::Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Text<'de>, E> {
+                Ok(Text(std::borrow::Cow::Owned(v)))
+            }
         }
-        Ok(())
+        d.deserialize_str(V)
     }
 }
 
 impl<'de> Deserialize<'de> for Hashes {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let m = BTreeMap::<String, String>::deserialize(d)?;
-        let mut out = BTreeMap::new();
-        for (alg, v) in m {
-            let bytes = B64
-                .decode(v.as_bytes())
-                .map_err(|e| D::Error::custom(format!("{alg} hash is not base64: {e}")))?;
-            let want = match alg.as_str() {
-                "sha256" => Some(32),
-                "sha512" => Some(64),
-                _ => None,
-            };
-            if let Some(n) = want {
-                if bytes.len() != n {
-                    return Err(D::Error::custom(format!(
-                        "{alg} hash is {} bytes, expected {n}",
-                        bytes.len()
-                    )));
-                }
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Hashes;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of base64 hashes")
             }
-            out.insert(alg, bytes);
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Hashes, A::Error> {
+                let mut out = Hashes::default();
+                while let Some(alg) = m.next_key::<Text<'de>>()? {
+                    let value = m.next_value::<Text<'de>>()?;
+                    let (alg, value) = (alg.0, value.0);
+                    let bad = |e: &dyn std::fmt::Display| {
+                        A::Error::custom(format!("{alg} hash is not base64: {e}"))
+                    };
+                    let want = match alg.as_ref() {
+                        "sha256" => 32,
+                        "sha512" => 64,
+                        other => {
+                            let h = B64.decode(value.as_bytes()).map_err(|e| bad(&e))?;
+                            match out.other.binary_search_by(|(a, _)| a.as_str().cmp(other)) {
+                                Ok(i) => out.other[i].1 = h,
+                                Err(i) => out.other.insert(i, (other.to_owned(), h)),
+                            }
+                            continue;
+                        }
+                    };
+                    // Known digests decode on the stack.
+                    let mut buf = [0u8; 66];
+                    let n = match B64.decode_slice(value.as_bytes(), &mut buf) {
+                        Ok(n) => n,
+                        Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
+                            B64.decode(value.as_bytes()).map_err(|e| bad(&e))?.len()
+                        }
+                        Err(e) => return Err(bad(&e)),
+                    };
+                    if n != want {
+                        return Err(A::Error::custom(format!(
+                            "{alg} hash is {n} bytes, expected {want}"
+                        )));
+                    }
+                    if want == 32 {
+                        let mut h = [0u8; 32];
+                        h.copy_from_slice(&buf[..32]);
+                        out.sha256 = Some(h);
+                    } else {
+                        let mut h = Box::new([0u8; 64]);
+                        h.copy_from_slice(&buf[..64]);
+                        out.sha512 = Some(h);
+                    }
+                }
+                Ok(out)
+            }
         }
-        Ok(Hashes(out))
+        d.deserialize_map(V)
     }
 }
 
 impl Canonical for Hashes {
     fn write_canonical(&self, out: &mut Vec<u8>) {
         let mut o = ObjectWriter::new(out);
-        for (alg, h) in &self.0 {
+        for (alg, h) in self.iter() {
             write_str(o.dynamic_field(alg), &B64.encode(h));
         }
         o.finish();
@@ -238,6 +317,12 @@ pub trait Role: Canonical + DeserializeOwned + Clone + Send + Sync + 'static {
     fn expires(&self) -> DateTime;
     /// Structural rules for this type (`role` is the name it is loaded as).
     fn check_structure(&self, role: &RoleName) -> Result<(), String>;
+
+    /// Parse the body from `file[at]` (the `signed` of a file). A type may keep parts of
+    /// the file unread, sharing its bytes.
+    fn parse_signed(file: &Arc<[u8]>, at: std::ops::Range<usize>) -> serde_json::Result<Self> {
+        serde_json::from_slice(&file[at])
+    }
 }
 
 /// The `_type` field: checked on parse, written from [`Role::TYPE`], carries no data.
@@ -456,9 +541,60 @@ pub struct Targets {
     #[serde(default)]
     pub delegations: Delegations,
     pub expires: DateTime,
-    #[serde(default)]
-    pub targets: BTreeMap<TargetName, FileMeta>,
+    #[serde(default, deserialize_with = "target_map")]
+    pub targets: TargetMap,
     pub version: u64,
+}
+
+/// `Targets` with its targets object left unread (see [`TargetMap`]).
+#[derive(Deserialize)]
+struct TargetsUnread<'a> {
+    #[serde(rename = "_type", deserialize_with = "targets_type")]
+    type_tag: TypeTag,
+    #[serde(default)]
+    delegations: Delegations,
+    expires: DateTime,
+    #[serde(borrow, default)]
+    targets: Option<&'a RawValue>,
+    version: u64,
+}
+
+/// The targets object, built in one pass: canonical JSON lists names in order, so the
+/// map is built from a sorted list instead of by 100,000 searches. Duplicate names are
+/// an error (a parser could take either).
+fn target_map<'de, D: Deserializer<'de>>(d: D) -> Result<TargetMap, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = TargetMap;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object of targets")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut m: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut list: Vec<(TargetName, FileMeta)> =
+                Vec::with_capacity(m.size_hint().unwrap_or(0).min(1 << 16));
+            let mut sorted = true;
+            while let Some((name, meta)) = m.next_entry::<TargetName, FileMeta>()? {
+                if let Some((last, _)) = list.last() {
+                    sorted &= *last < name;
+                }
+                list.push((name, meta));
+            }
+            if !sorted {
+                list.sort_by(|a, b| a.0.cmp(&b.0));
+                if let Some(w) = list.windows(2).find(|w| w[0].0 == w[1].0) {
+                    return Err(A::Error::custom(format!(
+                        "duplicate target {:?}",
+                        w[0].0.as_str()
+                    )));
+                }
+            }
+            Ok(list.into_iter().collect())
+        }
+    }
+    d.deserialize_map(V)
 }
 
 impl Targets {
@@ -467,13 +603,17 @@ impl Targets {
             type_tag: TypeTag,
             delegations: Delegations::default(),
             expires,
-            targets: BTreeMap::new(),
+            targets: TargetMap::new(),
             version,
         }
     }
 }
 
 impl Canonical for Targets {
+    fn canonical_size_hint(&self) -> usize {
+        self.targets.canonical_size_hint() + 512 + self.delegations.roles.len() * 512
+    }
+
     fn write_canonical(&self, out: &mut Vec<u8>) {
         let mut o = ObjectWriter::new(out);
         write_str(o.field("_type"), Self::TYPE);
@@ -487,6 +627,27 @@ impl Canonical for Targets {
 
 impl Role for Targets {
     const TYPE: &'static str = "Targets";
+
+    fn parse_signed(file: &Arc<[u8]>, at: std::ops::Range<usize>) -> serde_json::Result<Self> {
+        let u: TargetsUnread<'_> = serde_json::from_slice(&file[at])?;
+        let targets = match u.targets {
+            None => TargetMap::new(),
+            Some(raw) => {
+                let b = raw.get().as_bytes();
+                // `raw` borrows from `file`: its offset is the distance between them.
+                let start = b.as_ptr() as usize - file.as_ptr() as usize;
+                TargetMap::raw(file.clone(), start..start + b.len())
+                    .map_err(serde_json::Error::custom)?
+            }
+        };
+        Ok(Targets {
+            type_tag: u.type_tag,
+            delegations: u.delegations,
+            expires: u.expires,
+            targets,
+            version: u.version,
+        })
+    }
     fn version(&self) -> u64 {
         self.version
     }
@@ -660,16 +821,23 @@ fn check_version(v: u64) -> Result<(), String> {
     Ok(())
 }
 
-/// A parsed metadata file: exact bytes, signatures, canonical signed bytes, typed body.
+/// A parsed metadata file: exact bytes, signatures, and the typed body parsed from the
+/// very bytes of `signed` in the file.
 ///
 /// Parsing checks syntax and types only. Signatures, thresholds, expiry and versions are
-/// checked by [`crate::verify`].
+/// checked by [`crate::verify`], over the bytes of `signed` as they are in the file and,
+/// when those are not what was signed, over their canonical form (computed once, when
+/// first needed: a file in canonical form, which is every file Notary and notarium
+/// write, is never re-encoded).
 #[derive(Clone)]
 pub struct Metadata<T> {
     signed: T,
     signatures: Vec<Signature>,
-    canonical: Arc<[u8]>,
     raw: Arc<[u8]>,
+    /// Where `signed` lies in `raw`.
+    signed_at: std::ops::Range<usize>,
+    canonical: std::sync::OnceLock<std::result::Result<Arc<[u8]>, canonical::CanonicalError>>,
+    role: Arc<str>,
 }
 
 impl<T: std::fmt::Debug> std::fmt::Debug for Metadata<T> {
@@ -690,30 +858,67 @@ struct EnvelopeIn<'a> {
     signatures: Option<Vec<Signature>>,
 }
 
+const ENVELOPE_HEAD: &[u8] = b"{\"signed\":";
+const ENVELOPE_SIGNATURES: &[u8] = b",\"signatures\":";
+
+/// The layout every Notary file has, `{"signed":…,"signatures":[…]}`, found without
+/// parsing `signed` twice: where `signed` lies, and the signatures' bytes. The caller
+/// parses both parts completely, so a file that only looks like this (a field more, a
+/// signature value that contains the separator) fails there and is parsed the long way.
+fn split_envelope(raw: &[u8]) -> Option<(std::ops::Range<usize>, &[u8])> {
+    if !raw.starts_with(ENVELOPE_HEAD) || raw.last() != Some(&b'}') {
+        return None;
+    }
+    let at = raw
+        .windows(ENVELOPE_SIGNATURES.len())
+        .rposition(|w| w == ENVELOPE_SIGNATURES)?;
+    if at <= ENVELOPE_HEAD.len() {
+        return None;
+    }
+    Some((
+        ENVELOPE_HEAD.len()..at,
+        &raw[at + ENVELOPE_SIGNATURES.len()..raw.len() - 1],
+    ))
+}
+
+fn json_error(role: &str) -> impl Fn(serde_json::Error) -> Error + '_ {
+    move |e| Error::Json {
+        role: role.to_owned(),
+        msg: e.to_string(),
+    }
+}
+
 impl<T: Role> Metadata<T> {
     /// Parse a file. `role` names the role in errors.
     pub fn parse(role: &str, bytes: impl Into<Arc<[u8]>>) -> Result<Self> {
         let raw: Arc<[u8]> = bytes.into();
-        let env: EnvelopeIn<'_> = serde_json::from_slice(&raw).map_err(|e| Error::Json {
-            role: role.to_owned(),
-            msg: e.to_string(),
-        })?;
-        let canonical = canonical::canonicalize(env.signed.get().as_bytes()).map_err(|source| {
-            Error::Canonical {
-                role: role.to_owned(),
-                source,
+        let fast = split_envelope(&raw).and_then(|(at, sigs)| {
+            let signatures = serde_json::from_slice::<Option<Vec<Signature>>>(sigs).ok()?;
+            let signed = T::parse_signed(&raw, at.clone()).ok()?;
+            Some((signed, signatures, at))
+        });
+        let (signed, signatures, signed_at) = match fast {
+            Some(parts) => parts,
+            None => {
+                let env: EnvelopeIn<'_> = serde_json::from_slice(&raw).map_err(json_error(role))?;
+                let bytes = env.signed.get().as_bytes();
+                // `signed` borrows from `raw`: its offset is the distance between them.
+                let start = bytes.as_ptr() as usize - raw.as_ptr() as usize;
+                let at = start..start + bytes.len();
+                let signed = T::parse_signed(&raw, at.clone()).map_err(|e| Error::Json {
+                    role: role.to_owned(),
+                    msg: format!("in \"signed\": {e}"),
+                })?;
+                (signed, env.signatures, at)
             }
-        })?;
-        let signed: T = serde_json::from_slice(&canonical).map_err(|e| Error::Json {
-            role: role.to_owned(),
-            msg: format!("in \"signed\": {e}"),
-        })?;
-        let signatures = env.signatures.unwrap_or_default();
+        };
         Ok(Metadata {
             signed,
-            signatures,
-            canonical: canonical.into(),
+            signatures: signatures.unwrap_or_default(),
             raw,
+            signed_at,
+            canonical: std::sync::OnceLock::new(),
+            role: role.into(),
         })
     }
 
@@ -723,52 +928,73 @@ impl<T: Role> Metadata<T> {
         let canonical = signed.to_canonical();
         // Never sign what no one could read back: a float or a control character in
         // `custom` data, say. One pass over the bytes.
-        let check = canonical::canonicalize(&canonical).map_err(|source| Error::Canonical {
+        canonical::check_written(&canonical).map_err(|source| Error::Canonical {
             role: role.to_owned(),
             source,
         })?;
-        debug_assert_eq!(check, canonical, "typed serialization is canonical");
+        debug_assert_eq!(
+            canonical::canonicalize(&canonical).as_ref(),
+            Ok(&canonical),
+            "typed serialization is canonical"
+        );
         let canonical: Arc<[u8]> = canonical.into();
         let mut signatures = Vec::with_capacity(keys.len());
         for k in keys {
             signatures.push(k.sign(role, &canonical)?);
         }
-        let raw = envelope(&canonical, &signatures).into();
-        Ok(Metadata {
+        Ok(Self::assemble(role.into(), signed, signatures, canonical))
+    }
+
+    /// The file for a body whose canonical form is known.
+    fn assemble(
+        role: Arc<str>,
+        signed: T,
+        signatures: Vec<Signature>,
+        canonical: Arc<[u8]>,
+    ) -> Self {
+        let (raw, signed_at) = envelope_at(&canonical, &signatures);
+        let once = std::sync::OnceLock::new();
+        let _ = once.set(Ok(canonical));
+        Metadata {
             signed,
             signatures,
-            canonical,
-            raw,
-        })
+            signed_at,
+            raw: raw.into(),
+            canonical: once,
+            role,
+        }
     }
 
     /// Add signatures over the same body (co-signing toward a threshold). Existing
     /// signatures by the same key IDs are replaced.
     pub fn add_signatures(&self, role: &str, keys: &[crate::sign::SigningKey<'_>]) -> Result<Self> {
+        let canonical = self.canonical_shared()?;
         let mut signatures = Vec::with_capacity(self.signatures.len() + keys.len());
         for k in keys {
-            signatures.push(k.sign(role, &self.canonical)?);
+            signatures.push(k.sign(role, &canonical)?);
         }
         for s in &self.signatures {
             if !signatures.iter().any(|n| n.keyid == s.keyid) {
                 signatures.push(s.clone());
             }
         }
-        let raw = envelope(&self.canonical, &signatures).into();
-        Ok(Metadata {
-            signed: self.signed.clone(),
+        Ok(Self::assemble(
+            role.into(),
+            self.signed.clone(),
             signatures,
-            canonical: self.canonical.clone(),
-            raw,
-        })
+            canonical,
+        ))
     }
 
     /// Whether the file is exactly what notarium (and Go) would write for its content:
     /// no whitespace, no unknown fields, normalized times and numbers.
     pub fn is_normalized(&self) -> bool {
-        let mut canon = Vec::with_capacity(self.canonical.len());
+        let Ok(canonical) = self.canonical() else {
+            return false;
+        };
+        let mut canon = Vec::with_capacity(canonical.len());
         self.signed.write_canonical(&mut canon);
-        canon == *self.canonical && envelope(&canon, &self.signatures) == *self.raw
+        canon == canonical && envelope(&canon, &self.signatures) == *self.raw
     }
 }
 
@@ -781,9 +1007,29 @@ impl<T> Metadata<T> {
         &self.signatures
     }
 
-    /// The bytes signatures cover.
-    pub fn canonical(&self) -> &[u8] {
-        &self.canonical
+    /// The bytes of `signed` exactly as they are in the file.
+    pub fn signed_bytes(&self) -> &[u8] {
+        &self.raw[self.signed_at.clone()]
+    }
+
+    /// The canonical form of `signed` (what Notary signs). An error when the file's
+    /// `signed` has no canonical form: a float, an invalid escape, a duplicate key.
+    pub fn canonical(&self) -> Result<&[u8]> {
+        self.canonical_cell().map(|c| &c[..])
+    }
+
+    fn canonical_shared(&self) -> Result<Arc<[u8]>> {
+        self.canonical_cell().cloned()
+    }
+
+    fn canonical_cell(&self) -> Result<&Arc<[u8]>> {
+        self.canonical
+            .get_or_init(|| canonical::canonicalize(self.signed_bytes()).map(Into::into))
+            .as_ref()
+            .map_err(|source| Error::Canonical {
+                role: self.role.to_string(),
+                source: source.clone(),
+            })
     }
 
     /// The file's exact bytes (what is stored, served and hashed).
@@ -802,9 +1048,15 @@ impl<T> Metadata<T> {
 
 /// `{"signed":<canonical, HTML-escaped>,"signatures":[…]}`: the exact file bytes.
 pub fn envelope(canonical: &[u8], signatures: &[Signature]) -> Vec<u8> {
+    envelope_at(canonical, signatures).0
+}
+
+/// The envelope, and where `signed` lies in it.
+fn envelope_at(canonical: &[u8], signatures: &[Signature]) -> (Vec<u8>, std::ops::Range<usize>) {
     let mut out = Vec::with_capacity(canonical.len() + 64 + signatures.len() * 180);
-    out.extend_from_slice(b"{\"signed\":");
+    out.extend_from_slice(ENVELOPE_HEAD);
     canonical::html_escape_into(canonical, &mut out);
+    let signed_at = ENVELOPE_HEAD.len()..out.len();
     out.extend_from_slice(b",\"signatures\":[");
     for (i, s) in signatures.iter().enumerate() {
         if i > 0 {
@@ -821,5 +1073,5 @@ pub fn envelope(canonical: &[u8], signatures: &[Signature]) -> Vec<u8> {
         out.push(b'}');
     }
     out.extend_from_slice(b"]}");
-    out
+    (out, signed_at)
 }

@@ -234,7 +234,16 @@ pub fn parse_parts(parts: Vec<(String, Vec<u8>)>) -> Result<Parsed, UploadError>
             "root" => p.root = Some(Metadata::parse("root", bytes).map_err(malformed)?),
             "snapshot" => p.snapshot = Some(Metadata::parse("snapshot", bytes).map_err(malformed)?),
             _ => {
-                let m = Metadata::parse(role.as_str(), bytes).map_err(malformed)?;
+                let m: Metadata<Targets> =
+                    Metadata::parse(role.as_str(), bytes).map_err(malformed)?;
+                // Every entry read now: a bad one is malformed JSON, as a whole-file
+                // parse would find it.
+                m.signed().targets.check_all().map_err(|msg| {
+                    malformed(Error::Json {
+                        role: role.to_string(),
+                        msg: format!("in \"signed\": {msg}"),
+                    })
+                })?;
                 p.targets.insert(role, m);
             }
         }
@@ -424,19 +433,24 @@ pub fn validate(
             stored.targets.get(&role).map(|m| m.signed().version),
             limits,
         )?;
-        if let Some(paths) = &lt.paths {
-            if let Some(t) = lt
-                .meta
-                .signed()
-                .targets
-                .keys()
-                .find(|t| !paths.iter().any(|p| t.as_str().starts_with(p.as_str())))
-            {
-                return Err(bad_targets(format!(
-                    "{role} signs target {:?}, outside the paths delegated to it",
-                    t.as_str()
-                )));
-            }
+        // Every target is read and checked here (clients may read only the one they
+        // look up); a delegation's must lie within its delegated paths.
+        let mut outside = None;
+        lt.meta
+            .signed()
+            .targets
+            .visit(|name, _| match &lt.paths {
+                Some(paths) if !paths.iter().any(|p| name.starts_with(p.as_str())) => {
+                    outside = Some(name.into_owned());
+                    std::ops::ControlFlow::Break(())
+                }
+                _ => std::ops::ControlFlow::Continue(()),
+            })
+            .map_err(|e| bad_targets(format!("{role}: {e}")))?;
+        if let Some(t) = outside {
+            return Err(bad_targets(format!(
+                "{role} signs target {t:?}, outside the paths delegated to it"
+            )));
         }
         writes.push(Write {
             role: role.clone(),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::key::{KeyId, PublicKey};
-use crate::metadata::{Metadata, Role, Root};
+use crate::metadata::{Metadata, Role, Root, Signature};
 use crate::names::{Gun, RoleName};
 use crate::time::DateTime;
 use crate::x509::{self, CertInfo};
@@ -94,6 +94,9 @@ pub fn count_valid_signatures<T>(
     keys: RoleKeys<'_>,
 ) -> Result<usize> {
     let mut seen: HashSet<KeyId> = HashSet::new();
+    // `signed` with no canonical form cannot be what a Notary client signed; that is
+    // the reason to give if nothing verifies.
+    let mut unreadable = None;
     for sig in meta.signatures() {
         if !keys.keyids.contains(&sig.keyid) {
             continue;
@@ -108,12 +111,34 @@ pub fn count_valid_signatures<T>(
                 actual: key.id().to_string(),
             });
         }
-        if key.verify(&sig.method, meta.canonical(), &sig.sig).is_ok() {
+        let holds = match signature_holds(meta, key, sig) {
+            Ok(h) => h,
+            Err(e) => {
+                unreadable = Some(e);
+                false
+            }
+        };
+        if holds {
             let material = key.canonical_id().unwrap_or_else(|_| key.id().clone());
             seen.insert(material);
         }
     }
-    Ok(seen.len())
+    match unreadable {
+        Some(e) if seen.is_empty() => Err(e),
+        _ => Ok(seen.len()),
+    }
+}
+
+/// Whether `sig` by `key` covers the file's `signed`: as its bytes are in the file (every
+/// file in canonical form), else as its canonical form (a file re-encoded on the way, or
+/// with HTML escapes in its strings).
+fn signature_holds<T>(meta: &Metadata<T>, key: &PublicKey, sig: &Signature) -> Result<bool> {
+    let raw = meta.signed_bytes();
+    if key.verify(&sig.method, raw, &sig.sig).is_ok() {
+        return Ok(true);
+    }
+    let canonical = meta.canonical()?;
+    Ok(canonical != raw && key.verify(&sig.method, canonical, &sig.sig).is_ok())
 }
 
 /// Check signatures against a role's threshold.

@@ -115,7 +115,7 @@ pub fn rotate(
         &keys,
     )?;
     let root_bytes = signed.raw().to_vec();
-    parts.insert(0, (RoleName::root(), root_bytes.clone()));
+    parts.insert(0, (RoleName::root(), root_bytes.clone().into()));
     if let Some((key, mut snap)) = local_snapshot {
         snap.meta
             .insert(RoleName::root(), FileMeta::for_metadata(&root_bytes));
@@ -127,13 +127,13 @@ pub fn rotate(
             now.plus_days(edit::TARGETS_EXPIRY_DAYS),
             &[SigningKey::plain(&key)],
         )?;
-        parts.push((RoleName::snapshot(), m.raw().to_vec()));
+        parts.push((RoleName::snapshot(), m.raw_shared()));
     }
     if role == "snapshot" {
         // Signed here when moving to a local key; the server signs it when moving back.
         repo.publish(&parts)?;
     } else {
-        repo.publish_update(ctx, &view, &parts)?;
+        repo.publish_update(ctx, view, &parts)?;
     }
     let where_ = if server_managed || role == "timestamp" {
         " (held by the server)"

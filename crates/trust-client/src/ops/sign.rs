@@ -14,6 +14,7 @@ use tuf::{FileMeta, RoleName, TargetName};
 use crate::context::Context;
 use crate::error::{Result, TrustError};
 use crate::keyring::Keyring;
+use crate::remote::Part;
 use crate::repo::{self, Load, Repo, View};
 
 /// What to sign: an image tag, or a digest with the tag to give it.
@@ -68,12 +69,16 @@ fn apply(
     ctx: &Context,
     view: &View,
     roles: &[(RoleName, Vec<PrivateKey>)],
-    mut change: impl FnMut(&mut tuf::Targets) -> bool,
-) -> Result<Vec<(RoleName, Vec<u8>)>> {
+    mut change: impl FnMut(&mut tuf::Targets) -> tuf::Result<bool>,
+) -> Result<Vec<Part>> {
     let mut parts = Vec::new();
     for (role, keys) in roles {
         let (mut body, v) = repo::current_or_new(view, role, ctx);
-        if change(&mut body) {
+        let changed = change(&mut body).map_err(|e| match e {
+            tuf::Error::Targets { msg } => repo::unreadable(role.as_str(), msg),
+            e => e.into(),
+        })?;
+        if changed {
             let refs: Vec<&PrivateKey> = keys.iter().collect();
             parts.push((role.clone(), repo::sign_targets(role, body, v, &refs, ctx)?));
         }
@@ -90,19 +95,18 @@ fn resolve(ctx: &Context, r: &Reference) -> Result<FileMeta> {
 }
 
 /// Who else signed this tag with this digest (docker's "Existing signatures … from:").
-fn existing_signers(view: &View, tag: &str, digest: &[u8]) -> Vec<String> {
-    view.roles
-        .iter()
-        .filter(|(r, _)| r.is_delegation() && r.as_str() != "targets/releases")
-        .filter(|(_, m)| {
-            m.signed()
-                .targets
-                .get(tag)
-                .and_then(|fm| fm.hashes.sha256())
-                == Some(digest)
-        })
-        .map(|(r, _)| r.as_str().trim_start_matches("targets/").to_owned())
-        .collect()
+fn existing_signers(view: &View, tag: &str, digest: &[u8]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for (r, _) in &view.roles {
+        if !r.is_delegation() || r.as_str() == "targets/releases" {
+            continue;
+        }
+        let signed = view.target(r.as_str(), tag)?;
+        if signed.as_ref().and_then(|fm| fm.hashes.sha256()) == Some(digest) {
+            out.push(r.as_str().trim_start_matches("targets/").to_owned());
+        }
+    }
+    Ok(out)
 }
 
 pub fn sign(ctx: &mut Context, out: &mut dyn Write, req: &SignRequest) -> Result<()> {
@@ -144,7 +148,7 @@ pub fn sign(ctx: &mut Context, out: &mut dyn Write, req: &SignRequest) -> Result
         let target = resolve(ctx, &r)?;
         let new = repo::initialize(ctx, &keyring, &repo)?;
         let mut targets = new.targets;
-        let mut parts = vec![(RoleName::root(), new.root.raw().to_vec())];
+        let mut parts: Vec<Part> = vec![(RoleName::root(), new.root.raw_shared())];
         let user = ctx
             .config
             .credentials(&r.domain)
@@ -166,7 +170,7 @@ pub fn sign(ctx: &mut Context, out: &mut dyn Write, req: &SignRequest) -> Result
                         &all,
                     );
                     let mut body = tuf::Targets::new(ctx.now(), 0);
-                    edit::add_target(&mut body, name.clone(), target.clone());
+                    edit::add_target(&mut body, name.clone(), target.clone())?;
                     parts.push((
                         role.clone(),
                         repo::sign_targets(&role, body, 0, &[&key], ctx)?,
@@ -188,7 +192,7 @@ pub fn sign(ctx: &mut Context, out: &mut dyn Write, req: &SignRequest) -> Result
                 );
             }
             None => {
-                edit::add_target(&mut targets, name.clone(), target);
+                edit::add_target(&mut targets, name.clone(), target)?;
                 parts.push((
                     RoleName::targets(),
                     repo::sign_targets(&RoleName::targets(), targets, 0, &[&new.targets_key], ctx)?,
@@ -207,7 +211,7 @@ pub fn sign(ctx: &mut Context, out: &mut dyn Write, req: &SignRequest) -> Result
     for w in &view.warnings {
         eprintln!("warning: {w}");
     }
-    let released = view.find_released(&tag).filter(|_| r.digest.is_none());
+    let released = view.find_released(&tag)?.filter(|_| r.digest.is_none());
     let target = match &released {
         Some((_, meta)) => {
             let digest = meta.hashes.sha256().unwrap_or_default().to_vec();
@@ -217,7 +221,11 @@ pub fn sign(ctx: &mut Context, out: &mut dyn Write, req: &SignRequest) -> Result
                 "Existing signatures for tag {tag} digest {} from:",
                 hex::encode(&digest)
             );
-            let _ = writeln!(out, "{}", existing_signers(&view, &tag, &digest).join(", "));
+            let _ = writeln!(
+                out,
+                "{}",
+                existing_signers(&view, &tag, &digest)?.join(", ")
+            );
             meta.clone()
         }
         None => {
@@ -232,7 +240,7 @@ pub fn sign(ctx: &mut Context, out: &mut dyn Write, req: &SignRequest) -> Result
         edit::add_target(t, name.clone(), target.clone())
     })?;
     if !parts.is_empty() {
-        repo.publish_update(ctx, &view, &parts)
+        repo.publish_update(ctx, view, &parts)
             .map_err(|e| sign_failed(&repo, &tag, e))?;
     }
     let _ = writeln!(out, "Successfully signed {}:{tag}", repo.gun);
@@ -285,7 +293,7 @@ pub fn revoke(
         })?;
     let tags: Vec<String> = match &r.tag {
         Some(t) => {
-            if view.find_released(t).is_none() {
+            if view.find_released(t).map_err(fail)?.is_none() {
                 return Err(fail(TrustError::NoSuchTag { tag: t.clone() }));
             }
             vec![t.clone()]
@@ -294,7 +302,13 @@ pub fn revoke(
             let mut all: Vec<String> = Vec::new();
             for role in ["targets/releases", "targets"] {
                 if let Some(m) = view.role(role) {
-                    all.extend(m.signed().targets.keys().map(|k| k.to_string()));
+                    m.signed()
+                        .targets
+                        .visit(|name, _| {
+                            all.push(name.into_owned());
+                            std::ops::ControlFlow::Continue(())
+                        })
+                        .map_err(|msg| fail(repo::unreadable(role, msg)))?;
                 }
             }
             all.sort();
@@ -316,13 +330,13 @@ pub fn revoke(
     let parts = apply(ctx, &view, &roles, |t| {
         let mut changed = false;
         for tag in &tags {
-            changed |= edit::remove_target(t, tag);
+            changed |= edit::remove_target(t, tag)?;
         }
-        changed
+        Ok(changed)
     })
     .map_err(fail)?;
     if !parts.is_empty() {
-        repo.publish_update(ctx, &view, &parts).map_err(fail)?;
+        repo.publish_update(ctx, view, &parts).map_err(fail)?;
     }
     let _ = writeln!(out, "Successfully deleted signature for {image}");
     Ok(())
@@ -349,7 +363,7 @@ pub fn verify(ctx: &mut Context, image: &str) -> Result<(String, u64, RoleName)>
         })?;
     // Delegations left out (not verifying) explain why a tag has no trust data.
     let (role, meta) = view
-        .find_released(&tag)
+        .find_released(&tag)?
         .ok_or_else(|| TrustError::NoSuchTag {
             tag: if view.warnings.is_empty() {
                 tag.clone()

@@ -111,7 +111,7 @@ fn add_one(
             let targets =
                 repo::sign_targets(&RoleName::targets(), body, 0, &[&new.targets_key], ctx)?;
             repo.publish(&[
-                (RoleName::root(), new.root.raw().to_vec()),
+                (RoleName::root(), new.root.raw_shared()),
                 (RoleName::targets(), targets),
             ])
         }
@@ -122,7 +122,7 @@ fn add_one(
             edit::add_delegation(&mut body, &releases, keys, 1, &all);
             let refs: Vec<&keys::PrivateKey> = tkeys.iter().collect();
             let targets = repo::sign_targets(&RoleName::targets(), body, v, &refs, ctx)?;
-            repo.publish_update(ctx, &view, &[(RoleName::targets(), targets)])
+            repo.publish_update(ctx, view, &[(RoleName::targets(), targets)])
         }
     }
 }
@@ -242,6 +242,6 @@ fn remove_one(
     edit::remove_delegation(&mut body, &signer);
     let refs: Vec<&keys::PrivateKey> = tkeys.iter().collect();
     let t = repo::sign_targets(&RoleName::targets(), body, v, &refs, ctx)?;
-    repo.publish_update(ctx, &view, &[(RoleName::targets(), t)])?;
+    repo.publish_update(ctx, view, &[(RoleName::targets(), t)])?;
     Ok(true)
 }
