@@ -2,7 +2,8 @@
 //! in subdirectories), directories 0700, files 0600, written atomically. Docker also
 //! creates `changelist/` beside it, even for reads; so does notarium.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tuf::client::Local;
 use tuf::RoleName;
@@ -52,11 +53,27 @@ impl FileCache {
     }
 }
 
+/// A file read straight into shared memory: one allocation of its size (a cached role
+/// can be 10 MB; reading into a `Vec` and copying would allocate it twice).
+fn read_shared(path: &Path) -> std::io::Result<Arc<[u8]>> {
+    use std::io::Read as _;
+    let mut f = std::fs::File::open(path)?;
+    let len = usize::try_from(f.metadata()?.len()).unwrap_or(usize::MAX);
+    let mut bytes: Arc<[u8]> = std::iter::repeat_n(0u8, len).collect();
+    let Some(buf) = Arc::get_mut(&mut bytes) else {
+        return Err(std::io::Error::other("shared buffer"));
+    };
+    f.read_exact(buf)?;
+    // Changed while read: read it whole instead.
+    if f.read(&mut [0u8; 1])? != 0 {
+        return std::fs::read(path).map(Into::into);
+    }
+    Ok(bytes)
+}
+
 impl Local for FileCache {
-    fn load(&self, role: &RoleName) -> Option<Vec<u8>> {
-        std::fs::read(self.path(role))
-            .ok()
-            .filter(|b| !b.is_empty())
+    fn load(&self, role: &RoleName) -> Option<Arc<[u8]>> {
+        read_shared(&self.path(role)).ok().filter(|b| !b.is_empty())
     }
 
     fn store(&mut self, role: &RoleName, bytes: &[u8]) -> Result<(), String> {

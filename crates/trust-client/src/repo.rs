@@ -360,6 +360,19 @@ pub fn initialize(ctx: &mut Context, keyring: &Keyring, repo: &Repo) -> Result<N
     })
 }
 
+/// Like [`current_or_new`], taking the role out of the view: once its new version is
+/// signed, the old one (up to a 10 MB file) is freed instead of held to the end.
+pub fn take_current_or_new(view: &mut View, role: &RoleName, ctx: &Context) -> (Targets, u64) {
+    match view.roles.iter().position(|(n, _)| n == role) {
+        Some(i) => {
+            let (_, m) = view.roles.remove(i);
+            let v = m.signed().version();
+            (m.signed().clone(), v)
+        }
+        None => current_or_new(view, role, ctx),
+    }
+}
+
 /// The version a role's next signature gets, and its current body (empty when new).
 /// A role that no longer verifies starts over empty, from its version.
 pub fn current_or_new(view: &View, role: &RoleName, ctx: &Context) -> (Targets, u64) {

@@ -45,14 +45,14 @@ pub trait Remote {
 }
 
 pub enum Fetched {
-    Found(Vec<u8>),
+    Found(Arc<[u8]>),
     NotFound,
     TooLarge,
 }
 
 /// The local cache of trusted metadata (`<trust>/tuf/<gun>/metadata/`).
 pub trait Local {
-    fn load(&self, role: &RoleName) -> Option<Vec<u8>>;
+    fn load(&self, role: &RoleName) -> Option<Arc<[u8]>>;
     fn store(&mut self, role: &RoleName, bytes: &[u8]) -> Result<(), String>;
     fn remove(&mut self, role: &RoleName);
 }
@@ -98,7 +98,7 @@ pub struct Client<'a, R: Remote, L: Local> {
     root_refreshed: bool,
     /// Verified files waiting for [`Client::commit`] (`None`: remove from the cache). The
     /// cache is the trusted state; it changes only when a whole operation succeeded.
-    pending: BTreeMap<RoleName, Option<Vec<u8>>>,
+    pending: BTreeMap<RoleName, Option<Arc<[u8]>>>,
 }
 
 fn tuf_err(e: Error) -> ClientError {
@@ -129,8 +129,8 @@ impl<'a, R: Remote, L: Local> Client<'a, R, L> {
         }
     }
 
-    fn keep(&mut self, role: &RoleName, bytes: &[u8]) {
-        self.pending.insert(role.clone(), Some(bytes.to_vec()));
+    fn keep(&mut self, role: &RoleName, bytes: Arc<[u8]>) {
+        self.pending.insert(role.clone(), Some(bytes));
     }
 
     /// Write every file verified so far to the cache. Call it once the operation that
@@ -175,7 +175,7 @@ impl<'a, R: Remote, L: Local> Client<'a, R, L> {
         file: &str,
         limit: u64,
         role: &str,
-    ) -> Result<Option<Vec<u8>>, ClientError> {
+    ) -> Result<Option<Arc<[u8]>>, ClientError> {
         match self.remote.fetch(file, limit).map_err(fetch_err)? {
             Fetched::Found(b) => Ok(Some(b)),
             Fetched::NotFound => Ok(None),
@@ -295,7 +295,7 @@ impl<'a, R: Remote, L: Local> Client<'a, R, L> {
         };
         let Some(trusted) = self.root.clone() else {
             let v = verify::verify_root(new, &self.gun, None, strict).map_err(tuf_err)?;
-            self.keep(&RoleName::root(), v.raw());
+            self.keep(&RoleName::root(), v.raw_shared());
             self.root = Some(v);
             return Ok(());
         };
@@ -376,7 +376,7 @@ impl<'a, R: Remote, L: Local> Client<'a, R, L> {
                     .remove(&RoleName::new(role).map_err(Error::Name)?);
             }
         }
-        self.keep(&RoleName::root(), v.raw());
+        self.keep(&RoleName::root(), v.raw_shared());
         self.root = Some(v);
         // Everything verified under the old root must be verified again.
         self.targets.clear();
@@ -425,7 +425,7 @@ impl<'a, R: Remote, L: Local> Client<'a, R, L> {
                 msg: "no snapshot entry".into(),
             })
         })?;
-        self.keep(&ts_role, ts.raw());
+        self.keep(&ts_role, ts.raw_shared());
         self.timestamp = Some(ts);
 
         // Snapshot: the one the timestamp names, from the cache when it still matches.
@@ -438,7 +438,7 @@ impl<'a, R: Remote, L: Local> Client<'a, R, L> {
         let snap = verify::verify(m, &snap_role, keys, self.strict()).map_err(tuf_err)?;
         verify::check_not_rollback_version("snapshot", snap.signed().version, floor)
             .map_err(tuf_err)?;
-        self.keep(&snap_role, snap.raw());
+        self.keep(&snap_role, snap.raw_shared());
         self.snapshot = Some(snap);
         self.targets.clear();
         self.paths.clear();
@@ -450,7 +450,7 @@ impl<'a, R: Remote, L: Local> Client<'a, R, L> {
         &mut self,
         role: &RoleName,
         meta: &FileMeta,
-    ) -> Result<Vec<u8>, ClientError> {
+    ) -> Result<Arc<[u8]>, ClientError> {
         if let Some(c) = self.local.load(role) {
             if meta.check(&c).is_ok() {
                 return Ok(c);
@@ -460,7 +460,11 @@ impl<'a, R: Remote, L: Local> Client<'a, R, L> {
     }
 
     /// A bounded download of the file `meta` describes, checked against it.
-    fn fetch_matching(&mut self, role: &RoleName, meta: &FileMeta) -> Result<Vec<u8>, ClientError> {
+    fn fetch_matching(
+        &mut self,
+        role: &RoleName,
+        meta: &FileMeta,
+    ) -> Result<Arc<[u8]>, ClientError> {
         let sha = meta.hashes.sha256().map(hex::encode).ok_or_else(|| {
             tuf_err(Error::HashMismatch {
                 role: role.to_string(),
@@ -587,7 +591,7 @@ impl<'a, R: Remote, L: Local> Client<'a, R, L> {
         verify::check_not_rollback_version(name.as_str(), v.signed().version, floor)
             .map_err(tuf_err)?;
         if !current {
-            self.keep(name, v.raw());
+            self.keep(name, v.raw_shared());
         }
         if let Some(p) = paths {
             self.paths.insert(name.clone(), p);

@@ -937,30 +937,24 @@ impl<T: Role> Metadata<T> {
             Ok(&canonical),
             "typed serialization is canonical"
         );
-        let canonical: Arc<[u8]> = canonical.into();
         let mut signatures = Vec::with_capacity(keys.len());
         for k in keys {
             signatures.push(k.sign(role, &canonical)?);
         }
-        Ok(Self::assemble(role.into(), signed, signatures, canonical))
+        Ok(Self::assemble(role.into(), signed, signatures, &canonical))
     }
 
-    /// The file for a body whose canonical form is known.
-    fn assemble(
-        role: Arc<str>,
-        signed: T,
-        signatures: Vec<Signature>,
-        canonical: Arc<[u8]>,
-    ) -> Self {
-        let (raw, signed_at) = envelope_at(&canonical, &signatures);
-        let once = std::sync::OnceLock::new();
-        let _ = once.set(Ok(canonical));
+    /// The file for a body whose canonical form is known. The canonical bytes are not
+    /// kept (they are the file's own `signed` unless it needed HTML escapes, and are
+    /// recomputed if ever asked for): a 10 MB role is held once, as its file.
+    fn assemble(role: Arc<str>, signed: T, signatures: Vec<Signature>, canonical: &[u8]) -> Self {
+        let (raw, signed_at) = envelope_shared(canonical, &signatures);
         Metadata {
             signed,
             signatures,
             signed_at,
-            raw: raw.into(),
-            canonical: once,
+            raw,
+            canonical: std::sync::OnceLock::new(),
             role,
         }
     }
@@ -982,7 +976,7 @@ impl<T: Role> Metadata<T> {
             role.into(),
             self.signed.clone(),
             signatures,
-            canonical,
+            &canonical,
         ))
     }
 
@@ -1049,6 +1043,33 @@ impl<T> Metadata<T> {
 /// `{"signed":<canonical, HTML-escaped>,"signatures":[…]}`: the exact file bytes.
 pub fn envelope(canonical: &[u8], signatures: &[Signature]) -> Vec<u8> {
     envelope_at(canonical, signatures).0
+}
+
+/// The envelope as shared bytes, and where `signed` lies in it, in one allocation of its
+/// exact size when the canonical bytes need no HTML escape (the usual case).
+fn envelope_shared(
+    canonical: &[u8],
+    signatures: &[Signature],
+) -> (Arc<[u8]>, std::ops::Range<usize>) {
+    if canonical
+        .iter()
+        .any(|&b| matches!(b, b'<' | b'>' | b'&' | 0xE2))
+    {
+        let (v, at) = envelope_at(canonical, signatures);
+        return (v.into(), at);
+    }
+    let (frame, _) = envelope_at(b"", signatures);
+    let tail = &frame[ENVELOPE_HEAD.len()..];
+    let at = ENVELOPE_HEAD.len()..ENVELOPE_HEAD.len() + canonical.len();
+    let mut raw: Arc<[u8]> = std::iter::repeat_n(0u8, at.end + tail.len()).collect();
+    if let Some(buf) = Arc::get_mut(&mut raw) {
+        buf[..at.start].copy_from_slice(ENVELOPE_HEAD);
+        buf[at.clone()].copy_from_slice(canonical);
+        buf[at.end..].copy_from_slice(tail);
+        return (raw, at);
+    }
+    let (v, at) = envelope_at(canonical, signatures);
+    (v.into(), at)
 }
 
 /// The envelope, and where `signed` lies in it.

@@ -377,11 +377,16 @@ impl Session {
     }
 
     /// GET `<base><path>`: `None` on 404, the body (at most `limit` bytes) on 200.
-    pub fn get(&self, path: &str, scope: &str, limit: u64) -> Result<Option<Vec<u8>>, NetError> {
+    pub fn get(
+        &self,
+        path: &str,
+        scope: &str,
+        limit: u64,
+    ) -> Result<Option<std::sync::Arc<[u8]>>, NetError> {
         let url = format!("{}{path}", self.base);
         let r = self.send(self.request(reqwest::Method::GET, path, scope)?, &url)?;
         match r.status().as_u16() {
-            200 => Ok(Some(read_limited(r, limit, &url)?)),
+            200 => Ok(Some(read_limited_shared(r, limit, &url)?)),
             404 => Ok(None),
             status => Err(NetError::Status {
                 url,
@@ -410,7 +415,8 @@ pub fn read_limited(
             });
         }
     }
-    let mut out = Vec::new();
+    // Sized from Content-Length (already bounded), so a 10 MB body is not grown by doubling.
+    let mut out = Vec::with_capacity(r.content_length().map_or(0, |n| n as usize + 1));
     r.take(limit + 1)
         .read_to_end(&mut out)
         .map_err(|e| NetError::Io {
@@ -421,6 +427,34 @@ pub fn read_limited(
         return Err(NetError::TooLarge {
             url: url.to_owned(),
             limit,
+        });
+    }
+    Ok(out)
+}
+
+/// Like [`read_limited`], into shared memory: with a Content-Length, one allocation of
+/// that size and no copy.
+pub fn read_limited_shared(
+    mut r: reqwest::blocking::Response,
+    limit: u64,
+    url: &str,
+) -> Result<std::sync::Arc<[u8]>, NetError> {
+    let Some(len) = r.content_length().filter(|n| *n <= limit) else {
+        return read_limited(r, limit, url).map(Into::into);
+    };
+    let io = |e: std::io::Error| NetError::Io {
+        url: url.to_owned(),
+        cause: e.to_string(),
+    };
+    let mut out: std::sync::Arc<[u8]> = std::iter::repeat_n(0u8, len as usize).collect();
+    let Some(buf) = std::sync::Arc::get_mut(&mut out) else {
+        return read_limited(r, limit, url).map(Into::into);
+    };
+    r.read_exact(buf).map_err(io)?;
+    if r.read(&mut [0u8; 1]).map_err(io)? != 0 {
+        return Err(NetError::Io {
+            url: url.to_owned(),
+            cause: "more data than its Content-Length".into(),
         });
     }
     Ok(out)

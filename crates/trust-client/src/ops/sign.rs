@@ -67,13 +67,13 @@ fn signable_roles(
 /// Sign `change` into each role; only roles that changed are uploaded.
 fn apply(
     ctx: &Context,
-    view: &View,
+    view: &mut View,
     roles: &[(RoleName, Vec<PrivateKey>)],
     mut change: impl FnMut(&mut tuf::Targets) -> tuf::Result<bool>,
 ) -> Result<Vec<Part>> {
     let mut parts = Vec::new();
     for (role, keys) in roles {
-        let (mut body, v) = repo::current_or_new(view, role, ctx);
+        let (mut body, v) = repo::take_current_or_new(view, role, ctx);
         let changed = change(&mut body).map_err(|e| match e {
             tuf::Error::Targets { msg } => repo::unreadable(role.as_str(), msg),
             e => e.into(),
@@ -143,7 +143,7 @@ pub fn sign(ctx: &mut Context, out: &mut dyn Write, req: &SignRequest) -> Result
     let mut repo = Repo::open(ctx, &repo_ref, true)?;
     let keyring = Keyring::new(&ctx.config);
     let view = repo.view(ctx, true, Load::All)?;
-    let Some(view) = view else {
+    let Some(mut view) = view else {
         // A new repository: initialize it and sign in one update.
         let target = resolve(ctx, &r)?;
         let new = repo::initialize(ctx, &keyring, &repo)?;
@@ -236,7 +236,7 @@ pub fn sign(ctx: &mut Context, out: &mut dyn Write, req: &SignRequest) -> Result
     };
     let roles =
         signable_roles(ctx, &keyring, &view, &tag).map_err(|e| sign_failed(&repo, &tag, e))?;
-    let parts = apply(ctx, &view, &roles, |t| {
+    let parts = apply(ctx, &mut view, &roles, |t| {
         edit::add_target(t, name.clone(), target.clone())
     })?;
     if !parts.is_empty() {
@@ -282,7 +282,7 @@ pub fn revoke(
     let mut repo_ref = r.clone();
     repo_ref.tag = None;
     let mut repo = Repo::open(ctx, &repo_ref, true).map_err(fail)?;
-    let view = repo
+    let mut view = repo
         .view(ctx, true, Load::All)
         .map_err(fail)?
         .ok_or_else(|| {
@@ -327,7 +327,7 @@ pub fn revoke(
         tags.first().map(String::as_str).unwrap_or(""),
     )
     .map_err(fail)?;
-    let parts = apply(ctx, &view, &roles, |t| {
+    let parts = apply(ctx, &mut view, &roles, |t| {
         let mut changed = false;
         for tag in &tags {
             changed |= edit::remove_target(t, tag)?;
