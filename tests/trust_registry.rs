@@ -224,3 +224,49 @@ fn an_image_index_is_signed_by_its_own_digest() {
     let json: serde_json::Value = serde_json::from_slice(&targets.body).unwrap();
     assert_eq!(json["signed"]["targets"]["v1"]["length"], index.size);
 }
+
+#[test]
+fn system_certificates_still_count_when_the_tls_directory_has_another_ca() {
+    let server = TestServer::start();
+    let registry = TokenRegistry::start(&[("alice", "alice-secret")]);
+    let host = registry.host();
+    let tmp = tempfile::tempdir().unwrap();
+    let alice = Docker::new(tmp.path(), &server.url);
+    server.install_ca_for_docker(&alice.config);
+    // The registry's TLS directory holds a CA that did not sign its certificate…
+    let dir = alice.config.join("tls").join(&host);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(server.endpoint.ca.as_ref().unwrap(), dir.join("ca.crt")).unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode("alice:alice-secret");
+    std::fs::write(
+        alice.config.join("config.json"),
+        serde_json::json!({"auths": {host.clone(): {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+    let v1 = registry.put("team/app", "v1", MANIFEST_TYPE, &manifest("one"));
+    let image = format!("{host}/team/app:v1");
+    let sign = |system_ca: &Path| {
+        let mut c = alice.command_of(
+            Path::new(env!("CARGO_BIN_EXE_notarium")),
+            &["trust", "sign", &image],
+        );
+        c.env("SSL_CERT_FILE", system_ca).env_remove("SSL_CERT_DIR");
+        c.output().unwrap()
+    };
+    // …and the system's certificates do not include the registry's CA: refused.
+    let o = sign(server.endpoint.ca.as_ref().unwrap());
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("certificate"), "{err}");
+    // The system's certificates include it: accepted, as docker's pool of both would.
+    let o = sign(registry.served.ca.as_ref().unwrap());
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let r = ok(notarium(&alice, &["trust", "verify", &image]), "verify");
+    assert_eq!(r.stdout.trim(), v1.digest);
+}
