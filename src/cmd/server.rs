@@ -5,19 +5,22 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use clap::Args;
+use clap::{Args, Subcommand};
 use server::config::{FileConfig, ServerConfig};
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = false)]
 pub struct ServerArgs {
+    #[command(subcommand)]
+    action: Option<ServerAction>,
     /// TOML configuration file (flags override it).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:4443].
     #[arg(long)]
     addr: Option<SocketAddr>,
     /// Where data, keys and generated TLS files live [default: ./notarium-data].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     data_dir: Option<PathBuf>,
     /// Server certificate (PEM); without it notarium makes a CA and a certificate.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
@@ -37,6 +40,35 @@ pub struct ServerArgs {
     /// Algorithm of new server-held keys: ed25519 or ecdsa.
     #[arg(long, value_name = "ALG")]
     key_algorithm: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum ServerAction {
+    /// Delete registry blobs that no manifest references, and abandoned uploads. Run it
+    /// with the server stopped (it takes the data directory's lock).
+    Gc {
+        /// Keep unreferenced blobs younger than this: 90s, 30m, 1h, 0s.
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        grace: std::time::Duration,
+        /// Say what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number and a unit (s, m, h, d)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => return Err(format!("{s:?}: the unit is one of s, m, h, d")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 pub fn run(args: ServerArgs) -> Result<(), String> {
@@ -61,6 +93,21 @@ pub fn run(args: ServerArgs) -> Result<(), String> {
     }
     if let Some(d) = args.data_dir {
         config.data_dir = d;
+    }
+    if let Some(ServerAction::Gc { grace, dry_run }) = args.action {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("runtime: {e}"))?;
+        let r = rt
+            .block_on(server::collect_garbage(&config.data_dir, grace, dry_run))
+            .map_err(|e| e.to_string())?;
+        let verb = if dry_run { "would delete" } else { "deleted" };
+        println!(
+            "{verb} {} blobs ({} bytes); kept {} referenced and {} younger than the grace period; removed {} abandoned uploads",
+            r.deleted, r.bytes_freed, r.kept, r.young, r.uploads_removed
+        );
+        return Ok(());
     }
     if args.tls_cert.is_some() {
         config.tls_cert = args.tls_cert;

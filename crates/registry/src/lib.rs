@@ -3,6 +3,9 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod digest;
+pub mod manifest;
 pub mod reference;
 
+pub use digest::Digest;
 pub use reference::Reference;

@@ -73,6 +73,14 @@ fn valid_component(c: &str) -> bool {
     true
 }
 
+/// A repository name as the distribution spec allows it: slash-separated components of
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`, 255 characters at most. No component can be `.`
+/// or `..` or start with `_`, so a valid name is safe in a path and never collides with
+/// the trust API's `/_trust/`.
+pub fn valid_repository(path: &str) -> bool {
+    !path.is_empty() && path.len() <= 255 && path.split('/').all(valid_component)
+}
+
 pub fn valid_tag(t: &str) -> bool {
     // [\w][\w.-]{0,127}
     let b = t.as_bytes();

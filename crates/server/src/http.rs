@@ -75,6 +75,10 @@ async fn handle(app: &App, route: Route, req: Request) -> Handled {
             ))
         }),
         (Route::BadGun(_), _) => (None, Err(ApiError::not_found())),
+        (Route::Registry(rest), _) => match crate::oci::handle(&app.registry, &rest, req).await {
+            Some(r) => (None, Ok(r)),
+            None => (None, Err(ApiError::no_route())),
+        },
         _ => (None, Err(ApiError::no_route())),
     }
 }

@@ -5,6 +5,7 @@
 //! * [`trust`]: the update pipeline and reads (validation itself is `tuf::upload`);
 //! * [`storage`]: the storage trait and its backends; [`signing`] + [`secrets`]: the
 //!   timestamp/snapshot keys the server holds, sealed at rest;
+//! * [`oci`]: the registry (OCI Distribution API) on the same port;
 //! * [`tls`], [`config`], [`metrics`].
 //!
 //! [`serve`] takes a bound listener, so tests run the real server in-process on port 0.
@@ -14,6 +15,7 @@ pub mod config;
 pub mod errors;
 pub mod http;
 pub mod metrics;
+pub mod oci;
 pub mod route;
 pub mod secrets;
 pub mod signing;
@@ -22,7 +24,6 @@ pub mod tls;
 pub mod trust;
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,11 +53,46 @@ pub enum StartError {
     Secret(#[from] secrets::SecretError),
     #[error("TLS: {0}")]
     Tls(#[from] tls::TlsError),
+    #[error("registry: {0}")]
+    Registry(#[from] oci::RegistryOpenError),
+    #[error("garbage collection: {0}")]
+    Gc(#[from] oci::gc::GcError),
+}
+
+/// Take the data directory's lock: one process at a time (server or `gc`).
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartError> {
+    let lock_path = dir.join("notarium.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|source| StartError::Io {
+            path: lock_path.display().to_string(),
+            source,
+        })?;
+    if lock.try_lock().is_err() {
+        return Err(StartError::Locked(dir.display().to_string()));
+    }
+    Ok(lock)
+}
+
+/// `notarium server gc`: collect the registry's unreferenced blobs in a data directory
+/// no server is using.
+pub async fn collect_garbage(
+    data_dir: &std::path::Path,
+    grace: Duration,
+    dry_run: bool,
+) -> Result<oci::gc::GcReport, StartError> {
+    let _lock = lock_data_dir(data_dir)?;
+    let registry = oci::Registry::open(data_dir)?;
+    Ok(oci::gc::collect(&registry, grace, dry_run).await?)
 }
 
 /// Everything a request handler needs.
 pub struct App {
     pub trust: trust::TrustService,
+    pub registry: oci::Registry,
     pub metrics: metrics::Metrics,
     pub config: ServerConfig,
     /// Held for the process's lifetime: one server per data directory.
@@ -67,24 +103,11 @@ impl App {
     /// Open the data directory (creating it), its database and its sealed keys.
     pub async fn open(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Arc<App>, StartError> {
         let dir = &config.data_dir;
-        let io = |path: &PathBuf| {
-            let p = path.display().to_string();
-            move |source| StartError::Io { path: p, source }
-        };
         keys::store::create_private_dir(dir).map_err(|e| StartError::Io {
             path: dir.display().to_string(),
             source: std::io::Error::other(e.to_string()),
         })?;
-        let lock_path = dir.join("notarium.lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io(&lock_path))?;
-        if lock.try_lock().is_err() {
-            return Err(StartError::Locked(dir.display().to_string()));
-        }
+        let lock = lock_data_dir(dir)?;
         let passphrase = match (&config.key_passphrase, config.dev) {
             (Some(p), _) => p.clone(),
             (None, true) => String::new(),
@@ -100,8 +123,10 @@ impl App {
             ..Default::default()
         };
         let trust = trust::TrustService::new(storage, keys, clock, limits, 16 << 20);
+        let registry = oci::Registry::open(dir)?;
         Ok(Arc::new(App {
             trust,
+            registry,
             metrics: metrics::Metrics::default(),
             config,
             _lock: lock,

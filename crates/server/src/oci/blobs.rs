@@ -1,0 +1,347 @@
+//! Blobs on the filesystem, content-addressed: `<root>/blobs/<algorithm>/<hex[..2]>/<hex>`.
+//!
+//! An upload is a file under `<root>/uploads/`, appended to as the body streams in (a
+//! blocking writer thread hashes and writes while the next megabyte is read from the
+//! network, so memory stays a few megabytes whatever the size). A blob becomes visible
+//! only when its upload is complete: the digest is checked, the file fsynced and renamed
+//! into place atomically, and the directory fsynced. A crash leaves at most an upload
+//! file, which `gc` removes; never a partial blob.
+
+use std::collections::HashMap;
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use axum::body::Body;
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt as _;
+use registry::digest::{Algorithm, Hasher};
+use registry::Digest;
+
+/// Bytes handed to the writer thread at a time.
+const BATCH: usize = 1 << 20;
+/// Batches in flight between the network and the disk.
+const IN_FLIGHT: usize = 4;
+
+/// One upload in progress.
+#[derive(Debug)]
+pub struct Upload {
+    pub id: String,
+    pub repo: String,
+    /// Bytes received so far.
+    pub size: u64,
+    /// SHA-256 of those bytes, when this process saw them all in order (else the file is
+    /// hashed again when the upload completes).
+    hasher: Option<Hasher>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("the uploaded content has digest {actual}, not {expected}")]
+    DigestMismatch { expected: String, actual: String },
+    #[error("the request body ended early: {0}")]
+    Body(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub struct BlobStore {
+    root: PathBuf,
+    uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Upload>>>>,
+}
+
+fn io_other(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+impl BlobStore {
+    pub fn open(root: &Path) -> std::io::Result<BlobStore> {
+        for d in ["blobs", "uploads"] {
+            std::fs::create_dir_all(root.join(d))?;
+        }
+        Ok(BlobStore {
+            root: root.to_path_buf(),
+            uploads: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
+        let hex = d.hex();
+        self.root
+            .join("blobs")
+            .join(d.algorithm().as_str())
+            .join(&hex[..2])
+            .join(hex)
+    }
+
+    fn upload_path(&self, id: &str) -> PathBuf {
+        self.root.join("uploads").join(id)
+    }
+
+    fn upload_meta_path(&self, id: &str) -> PathBuf {
+        self.root.join("uploads").join(format!("{id}.repo"))
+    }
+
+    /// The size of a stored blob, if it is stored.
+    pub async fn stat(&self, d: &Digest) -> std::io::Result<Option<u64>> {
+        match tokio::fs::metadata(self.blob_path(d)).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn open_blob(&self, d: &Digest) -> std::io::Result<Option<(tokio::fs::File, u64)>> {
+        match tokio::fs::File::open(self.blob_path(d)).await {
+            Ok(f) => {
+                let len = f.metadata().await?.len();
+                Ok(Some((f, len)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Read a small blob whole (a config, for referrers and checks).
+    pub async fn read_small(&self, d: &Digest, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+        match self.stat(d).await? {
+            Some(n) if n <= limit => Ok(Some(tokio::fs::read(self.blob_path(d)).await?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Start an upload to `repo`.
+    pub async fn start(&self, repo: &str) -> std::io::Result<Arc<tokio::sync::Mutex<Upload>>> {
+        let mut rnd = [0u8; 16];
+        aws_lc_rs::rand::fill(&mut rnd).map_err(io_other)?;
+        let id = hex::encode(rnd);
+        tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(self.upload_path(&id))
+            .await?;
+        tokio::fs::write(self.upload_meta_path(&id), repo.as_bytes()).await?;
+        let u = Arc::new(tokio::sync::Mutex::new(Upload {
+            id: id.clone(),
+            repo: repo.to_owned(),
+            size: 0,
+            hasher: Some(Hasher::new(Algorithm::Sha256)),
+        }));
+        self.lock_map().insert(id, u.clone());
+        Ok(u)
+    }
+
+    fn lock_map(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<Upload>>>> {
+        self.uploads.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An upload in progress (also one begun before a restart), if it belongs to `repo`.
+    pub async fn session(
+        &self,
+        repo: &str,
+        id: &str,
+    ) -> std::io::Result<Option<Arc<tokio::sync::Mutex<Upload>>>> {
+        if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
+        let known = self.lock_map().get(id).cloned();
+        if let Some(u) = known {
+            let same = u.lock().await.repo == repo;
+            return Ok(same.then_some(u));
+        }
+        // Begun before a restart: its file and owner are on disk.
+        let owner = match tokio::fs::read_to_string(self.upload_meta_path(id)).await {
+            Ok(o) => o,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if owner != repo {
+            return Ok(None);
+        }
+        let size = match tokio::fs::metadata(self.upload_path(id)).await {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let u = Arc::new(tokio::sync::Mutex::new(Upload {
+            id: id.to_owned(),
+            repo: owner,
+            size,
+            hasher: None,
+        }));
+        Ok(Some(
+            self.lock_map().entry(id.to_owned()).or_insert(u).clone(),
+        ))
+    }
+
+    /// Append a request body to an upload. On a body that ends early, what arrived is kept
+    /// (the client may resume from the new size).
+    pub async fn append(&self, up: &mut Upload, body: Body) -> Result<u64, BlobError> {
+        let path = self.upload_path(&up.id);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(IN_FLIGHT);
+        let hasher = up.hasher.take();
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut f = std::fs::OpenOptions::new().append(true).open(&path)?;
+            let mut hasher = hasher;
+            let mut written = 0u64;
+            while let Some(chunk) = rx.blocking_recv() {
+                f.write_all(&chunk)?;
+                if let Some(h) = hasher.as_mut() {
+                    h.update(&chunk);
+                }
+                written += chunk.len() as u64;
+            }
+            Ok::<_, std::io::Error>((hasher, written))
+        });
+        let mut body = body;
+        let mut buf = BytesMut::with_capacity(BATCH);
+        let mut failure = None;
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(f) => {
+                    if let Ok(data) = f.into_data() {
+                        buf.extend_from_slice(&data);
+                        if buf.len() >= BATCH && tx.send(buf.split().freeze()).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                Err(e) => {
+                    failure = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        if !buf.is_empty() {
+            let _ = tx.send(buf.freeze()).await;
+        }
+        drop(tx);
+        let outcome = writer.await.map_err(io_other)?;
+        match (outcome, failure) {
+            (Ok((hasher, written)), None) => {
+                up.size += written;
+                // Hashes stay valid only while every byte went through them in order.
+                up.hasher = hasher.filter(|h| h.len() == up.size);
+                Ok(up.size)
+            }
+            (outcome, failure) => {
+                // The file holds what was written; the hash state is no longer known.
+                up.size = tokio::fs::metadata(self.upload_path(&up.id)).await?.len();
+                up.hasher = None;
+                match (outcome, failure) {
+                    (Err(e), _) => Err(BlobError::Io(e)),
+                    (_, Some(f)) => Err(BlobError::Body(f)),
+                    _ => Err(BlobError::Body("unknown".into())),
+                }
+            }
+        }
+    }
+
+    /// Complete an upload as `expected`: check the content's digest, then make it the
+    /// blob, durably. The upload is gone afterwards, whatever the outcome.
+    pub async fn finish(&self, up: &mut Upload, expected: &Digest) -> Result<u64, BlobError> {
+        let path = self.upload_path(&up.id);
+        let actual = match up.hasher.take() {
+            Some(h) if expected.algorithm() == Algorithm::Sha256 && h.len() == up.size => {
+                h.finish()
+            }
+            _ => hash_file(&path, expected.algorithm()).await?,
+        };
+        if &actual != expected {
+            self.discard(&up.id).await;
+            return Err(BlobError::DigestMismatch {
+                expected: expected.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        let dest = self.blob_path(expected);
+        let size = up.size;
+        let meta = self.upload_meta_path(&up.id);
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::File::open(&path)?.sync_all()?;
+            let dir = dest.parent().ok_or_else(|| io_other("blob path"))?;
+            std::fs::create_dir_all(dir)?;
+            std::fs::rename(&path, &dest)?;
+            std::fs::File::open(dir)?.sync_all()?;
+            let _ = std::fs::remove_file(meta);
+            Ok(())
+        })
+        .await
+        .map_err(io_other)??;
+        self.lock_map().remove(&up.id);
+        Ok(size)
+    }
+
+    /// Drop an upload and its file.
+    pub async fn discard(&self, id: &str) {
+        self.lock_map().remove(id);
+        let _ = tokio::fs::remove_file(self.upload_path(id)).await;
+        let _ = tokio::fs::remove_file(self.upload_meta_path(id)).await;
+    }
+
+    /// Every stored blob with its last modification (for garbage collection).
+    pub fn list_blobs(&self) -> std::io::Result<Vec<(Digest, SystemTime)>> {
+        let mut out = Vec::new();
+        for alg in ["sha256", "sha512"] {
+            let dir = self.root.join("blobs").join(alg);
+            let Ok(prefixes) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for p in prefixes {
+                let p = p?;
+                for f in std::fs::read_dir(p.path())? {
+                    let f = f?;
+                    let name = f.file_name();
+                    let Some(name) = name.to_str() else { continue };
+                    if let Ok(d) = Digest::parse(&format!("{alg}:{name}")) {
+                        out.push((d, f.metadata()?.modified()?));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn delete_blob(&self, d: &Digest) -> std::io::Result<()> {
+        match std::fs::remove_file(self.blob_path(d)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Upload files not touched since `before` (abandoned uploads, or left by a crash).
+    pub fn remove_stale_uploads(&self, before: SystemTime) -> std::io::Result<usize> {
+        let mut n = 0;
+        for f in std::fs::read_dir(self.root.join("uploads"))? {
+            let f = f?;
+            if f.metadata()?.modified()? < before {
+                std::fs::remove_file(f.path())?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Hash a file from disk (an upload resumed after a restart, or completed as SHA-512).
+async fn hash_file(path: &Path, alg: Algorithm) -> std::io::Result<Digest> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut f = std::fs::File::open(path)?;
+        let mut h = Hasher::new(alg);
+        let mut buf = vec![0u8; BATCH];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        Ok(h.finish())
+    })
+    .await
+    .map_err(io_other)?
+}

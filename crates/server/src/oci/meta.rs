@@ -1,0 +1,400 @@
+//! What the registry knows besides blob bytes: which repository may use which blob,
+//! manifests (exact bytes) with what they reference, and tags. Behind a trait; the
+//! embedded backend is SQLite (`<data>/registry.db`, WAL, `synchronous=FULL`).
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::route::ManifestRef;
+
+#[derive(Debug, thiserror::Error)]
+#[error("registry database: {0}")]
+pub struct MetaError(String);
+
+impl From<rusqlite::Error> for MetaError {
+    fn from(e: rusqlite::Error) -> Self {
+        MetaError(e.to_string())
+    }
+}
+
+pub type MetaResult<T> = Result<T, MetaError>;
+
+/// A manifest as stored.
+#[derive(Debug, Clone)]
+pub struct StoredManifest {
+    pub digest: String,
+    pub media_type: String,
+    pub content: Vec<u8>,
+}
+
+/// A manifest to store, with what it references.
+#[derive(Debug, Clone)]
+pub struct NewManifest {
+    pub repo: String,
+    pub digest: String,
+    pub media_type: String,
+    pub artifact_type: Option<String>,
+    pub subject: Option<String>,
+    /// JSON of the manifest's annotations (for referrers).
+    pub annotations: Option<String>,
+    pub content: Vec<u8>,
+    /// Digests of the blobs and manifests it references.
+    pub refs: Vec<String>,
+    pub tag: Option<String>,
+}
+
+/// A manifest that refers to another (a referrer).
+#[derive(Debug, Clone)]
+pub struct Referrer {
+    pub digest: String,
+    pub media_type: String,
+    pub size: u64,
+    pub artifact_type: Option<String>,
+    pub annotations: Option<String>,
+}
+
+#[async_trait]
+pub trait RegistryMeta: Send + Sync {
+    async fn link_blob(&self, repo: &str, digest: &str) -> MetaResult<()>;
+    async fn unlink_blob(&self, repo: &str, digest: &str) -> MetaResult<bool>;
+    async fn blob_linked(&self, repo: &str, digest: &str) -> MetaResult<bool>;
+    async fn put_manifest(&self, m: NewManifest) -> MetaResult<()>;
+    async fn get_manifest(&self, repo: &str, r: &ManifestRef)
+        -> MetaResult<Option<StoredManifest>>;
+    async fn manifest_exists(&self, repo: &str, digest: &str) -> MetaResult<bool>;
+    /// Delete a manifest and the tags pointing at it.
+    async fn delete_manifest(&self, repo: &str, digest: &str) -> MetaResult<bool>;
+    async fn delete_tag(&self, repo: &str, tag: &str) -> MetaResult<bool>;
+    /// Tags in order after `last`, at most `n`; `None` when the repository is unknown.
+    async fn tags(
+        &self,
+        repo: &str,
+        n: usize,
+        last: Option<&str>,
+    ) -> MetaResult<Option<Vec<String>>>;
+    async fn catalog(&self, n: usize, last: Option<&str>) -> MetaResult<Vec<String>>;
+    async fn referrers(&self, repo: &str, subject: &str) -> MetaResult<Vec<Referrer>>;
+    /// Every blob or manifest digest a stored manifest references (garbage collection).
+    async fn referenced(&self) -> MetaResult<HashSet<String>>;
+    /// Forget every repository's link to a blob (it is being deleted).
+    async fn drop_blob(&self, digest: &str) -> MetaResult<()>;
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS blob_links (
+    repo   TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (repo, digest)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS blob_links_digest ON blob_links (digest);
+CREATE TABLE IF NOT EXISTS manifests (
+    repo          TEXT    NOT NULL,
+    digest        TEXT    NOT NULL,
+    media_type    TEXT    NOT NULL,
+    artifact_type TEXT,
+    subject       TEXT,
+    annotations   TEXT,
+    content       BLOB    NOT NULL,
+    created_at    INTEGER NOT NULL,
+    PRIMARY KEY (repo, digest)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS manifests_subject ON manifests (repo, subject);
+CREATE TABLE IF NOT EXISTS manifest_refs (
+    repo   TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    target TEXT NOT NULL,
+    PRIMARY KEY (repo, digest, target)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS manifest_refs_target ON manifest_refs (target);
+CREATE TABLE IF NOT EXISTS tags (
+    repo   TEXT NOT NULL,
+    tag    TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (repo, tag)
+) WITHOUT ROWID;
+"#;
+
+pub struct SqliteMeta {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteMeta {
+    pub fn open(path: &Path) -> MetaResult<SqliteMeta> {
+        let conn = Connection::open(path)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;",
+        )?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(SqliteMeta {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> MetaResult<T> + Send + 'static,
+    ) -> MetaResult<T> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut c)
+        })
+        .await
+        .map_err(|e| MetaError(e.to_string()))?
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[async_trait]
+impl RegistryMeta for SqliteMeta {
+    async fn link_blob(&self, repo: &str, digest: &str) -> MetaResult<()> {
+        let (repo, digest) = (repo.to_owned(), digest.to_owned());
+        self.run(move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO blob_links (repo, digest) VALUES (?1, ?2)",
+                params![repo, digest],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn unlink_blob(&self, repo: &str, digest: &str) -> MetaResult<bool> {
+        let (repo, digest) = (repo.to_owned(), digest.to_owned());
+        self.run(move |c| {
+            Ok(c.execute(
+                "DELETE FROM blob_links WHERE repo = ?1 AND digest = ?2",
+                params![repo, digest],
+            )? > 0)
+        })
+        .await
+    }
+
+    async fn blob_linked(&self, repo: &str, digest: &str) -> MetaResult<bool> {
+        let (repo, digest) = (repo.to_owned(), digest.to_owned());
+        self.run(move |c| {
+            Ok(c.query_row(
+                "SELECT 1 FROM blob_links WHERE repo = ?1 AND digest = ?2",
+                params![repo, digest],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+        })
+        .await
+    }
+
+    async fn put_manifest(&self, m: NewManifest) -> MetaResult<()> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "INSERT OR REPLACE INTO manifests
+                 (repo, digest, media_type, artifact_type, subject, annotations, content, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    m.repo,
+                    m.digest,
+                    m.media_type,
+                    m.artifact_type,
+                    m.subject,
+                    m.annotations,
+                    m.content,
+                    now()
+                ],
+            )?;
+            for r in &m.refs {
+                tx.execute(
+                    "INSERT OR IGNORE INTO manifest_refs (repo, digest, target) VALUES (?1, ?2, ?3)",
+                    params![m.repo, m.digest, r],
+                )?;
+            }
+            if let Some(t) = &m.tag {
+                tx.execute(
+                    "INSERT OR REPLACE INTO tags (repo, tag, digest) VALUES (?1, ?2, ?3)",
+                    params![m.repo, t, m.digest],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_manifest(
+        &self,
+        repo: &str,
+        r: &ManifestRef,
+    ) -> MetaResult<Option<StoredManifest>> {
+        let repo = repo.to_owned();
+        let r = r.clone();
+        self.run(move |c| {
+            let digest = match &r {
+                ManifestRef::Digest(d) => d.to_string(),
+                ManifestRef::Tag(t) => {
+                    let d: Option<String> = c
+                        .query_row(
+                            "SELECT digest FROM tags WHERE repo = ?1 AND tag = ?2",
+                            params![repo, t],
+                            |row| row.get(0),
+                        )
+                        .optional()?;
+                    match d {
+                        Some(d) => d,
+                        None => return Ok(None),
+                    }
+                }
+            };
+            Ok(c.query_row(
+                "SELECT media_type, content FROM manifests WHERE repo = ?1 AND digest = ?2",
+                params![repo, digest],
+                |row| {
+                    Ok(StoredManifest {
+                        digest: digest.clone(),
+                        media_type: row.get(0)?,
+                        content: row.get(1)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn manifest_exists(&self, repo: &str, digest: &str) -> MetaResult<bool> {
+        let (repo, digest) = (repo.to_owned(), digest.to_owned());
+        self.run(move |c| {
+            Ok(c.query_row(
+                "SELECT 1 FROM manifests WHERE repo = ?1 AND digest = ?2",
+                params![repo, digest],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+        })
+        .await
+    }
+
+    async fn delete_manifest(&self, repo: &str, digest: &str) -> MetaResult<bool> {
+        let (repo, digest) = (repo.to_owned(), digest.to_owned());
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let n = tx.execute(
+                "DELETE FROM manifests WHERE repo = ?1 AND digest = ?2",
+                params![repo, digest],
+            )?;
+            tx.execute(
+                "DELETE FROM manifest_refs WHERE repo = ?1 AND digest = ?2",
+                params![repo, digest],
+            )?;
+            tx.execute(
+                "DELETE FROM tags WHERE repo = ?1 AND digest = ?2",
+                params![repo, digest],
+            )?;
+            tx.commit()?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn delete_tag(&self, repo: &str, tag: &str) -> MetaResult<bool> {
+        let (repo, tag) = (repo.to_owned(), tag.to_owned());
+        self.run(move |c| {
+            Ok(c.execute(
+                "DELETE FROM tags WHERE repo = ?1 AND tag = ?2",
+                params![repo, tag],
+            )? > 0)
+        })
+        .await
+    }
+
+    async fn tags(
+        &self,
+        repo: &str,
+        n: usize,
+        last: Option<&str>,
+    ) -> MetaResult<Option<Vec<String>>> {
+        let repo = repo.to_owned();
+        let last = last.unwrap_or("").to_owned();
+        self.run(move |c| {
+            let known = c
+                .query_row(
+                    "SELECT 1 FROM manifests WHERE repo = ?1 UNION SELECT 1 FROM blob_links WHERE repo = ?1 LIMIT 1",
+                    params![repo],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            if !known {
+                return Ok(None);
+            }
+            let mut st = c.prepare(
+                "SELECT tag FROM tags WHERE repo = ?1 AND tag > ?2 ORDER BY tag LIMIT ?3",
+            )?;
+            let rows = st.query_map(params![repo, last, n as i64], |r| r.get(0))?;
+            Ok(Some(rows.collect::<Result<Vec<String>, _>>()?))
+        })
+        .await
+    }
+
+    async fn catalog(&self, n: usize, last: Option<&str>) -> MetaResult<Vec<String>> {
+        let last = last.unwrap_or("").to_owned();
+        self.run(move |c| {
+            let mut st = c.prepare(
+                "SELECT repo FROM (SELECT repo FROM manifests UNION SELECT repo FROM blob_links)
+                 WHERE repo > ?1 ORDER BY repo LIMIT ?2",
+            )?;
+            let rows = st.query_map(params![last, n as i64], |r| r.get(0))?;
+            Ok(rows.collect::<Result<Vec<String>, _>>()?)
+        })
+        .await
+    }
+
+    async fn referrers(&self, repo: &str, subject: &str) -> MetaResult<Vec<Referrer>> {
+        let (repo, subject) = (repo.to_owned(), subject.to_owned());
+        self.run(move |c| {
+            let mut st = c.prepare(
+                "SELECT digest, media_type, length(content), artifact_type, annotations
+                 FROM manifests WHERE repo = ?1 AND subject = ?2 ORDER BY digest",
+            )?;
+            let rows = st.query_map(params![repo, subject], |r| {
+                Ok(Referrer {
+                    digest: r.get(0)?,
+                    media_type: r.get(1)?,
+                    size: r.get::<_, i64>(2)? as u64,
+                    artifact_type: r.get(3)?,
+                    annotations: r.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn referenced(&self) -> MetaResult<HashSet<String>> {
+        self.run(|c| {
+            let mut st = c.prepare("SELECT DISTINCT target FROM manifest_refs")?;
+            let rows = st.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<Result<HashSet<String>, _>>()?)
+        })
+        .await
+    }
+
+    async fn drop_blob(&self, digest: &str) -> MetaResult<()> {
+        let digest = digest.to_owned();
+        self.run(move |c| {
+            c.execute("DELETE FROM blob_links WHERE digest = ?1", params![digest])?;
+            Ok(())
+        })
+        .await
+    }
+}

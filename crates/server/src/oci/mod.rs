@@ -1,0 +1,664 @@
+//! The registry: the OCI Distribution API (v1.1) on the trust server's port.
+//!
+//! * [`route`]: the URL grammar under `/v2/`; [`errors`]: the spec's error envelope;
+//! * [`blobs`]: content-addressed blobs and uploads on the filesystem;
+//! * [`meta`]: repositories' blob links, manifests, tags (behind a trait; SQLite);
+//! * [`gc`]: garbage collection of blobs no manifest references.
+//!
+//! A manifest is stored only when every blob (and, for an index, every manifest) it
+//! references is already in the repository; a blob is visible only once complete and
+//! checked; a repository sees only blobs uploaded or mounted into it.
+
+pub mod blobs;
+pub mod errors;
+pub mod gc;
+pub mod meta;
+pub mod route;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use http::request::Parts;
+use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use http_body_util::BodyExt as _;
+use registry::manifest::{self, Manifest};
+use registry::Digest;
+
+use blobs::{BlobError, BlobStore};
+use errors::{OciCode, OciError, OciResult};
+use meta::{NewManifest, RegistryMeta, SqliteMeta};
+use route::{ManifestRef, OciRoute};
+
+/// Manifests larger than this are refused (the spec's suggestion).
+pub const MAX_MANIFEST: usize = 4 << 20;
+/// Page size of tag lists and the catalog when the client names none, and the most a
+/// client may ask for.
+const DEFAULT_PAGE: usize = 1000;
+const MAX_PAGE: usize = 10_000;
+
+pub struct Registry {
+    pub blobs: BlobStore,
+    pub meta: Arc<dyn RegistryMeta>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryOpenError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Meta(#[from] meta::MetaError),
+}
+
+impl Registry {
+    /// Open (creating) the registry's part of a data directory.
+    pub fn open(data_dir: &Path) -> Result<Registry, RegistryOpenError> {
+        let blobs = BlobStore::open(&data_dir.join("registry"))?;
+        let meta = Arc::new(SqliteMeta::open(&data_dir.join("registry.db"))?);
+        Ok(Registry { blobs, meta })
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> OciError {
+    OciError::internal(e)
+}
+
+/// Answer a request for a registry route (`rest`: the path after `/v2/`, decoded).
+/// `None`: not a registry route.
+pub async fn handle(reg: &Registry, rest: &str, req: Request) -> Option<Response> {
+    let route = match route::parse(rest) {
+        Ok(Some(r)) => r,
+        Ok(None) => return None,
+        Err(e) => return Some(e.into_response()),
+    };
+    let (parts, body) = req.into_parts();
+    let r = match (route, parts.method.clone()) {
+        (OciRoute::Catalog, Method::GET) => catalog(reg, &parts).await,
+        (OciRoute::Manifest(name, r), Method::GET | Method::HEAD) => {
+            get_manifest(reg, &name, &r).await
+        }
+        (OciRoute::Manifest(name, r), Method::PUT) => {
+            put_manifest(reg, &name, &r, &parts, body).await
+        }
+        (OciRoute::Manifest(name, r), Method::DELETE) => delete_manifest(reg, &name, &r).await,
+        (OciRoute::Blob(name, d), Method::GET | Method::HEAD) => {
+            get_blob(reg, &name, &d, &parts).await
+        }
+        (OciRoute::Blob(name, d), Method::DELETE) => delete_blob(reg, &name, &d).await,
+        (OciRoute::Uploads(name), Method::POST) => start_upload(reg, &name, &parts, body).await,
+        (OciRoute::Upload(name, id), _) => upload(reg, &name, &id, &parts, body).await,
+        (OciRoute::Tags(name), Method::GET) => tags(reg, &name, &parts).await,
+        (OciRoute::Referrers(name, d), Method::GET) => referrers(reg, &name, &d, &parts).await,
+        _ => Err(OciError::new(OciCode::Unsupported)),
+    };
+    Some(r.unwrap_or_else(|e| e.into_response()))
+}
+
+/// `key=value` pairs of the query, decoded.
+fn query(req: &Parts) -> Vec<(String, String)> {
+    req.uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            let dec = |s: &str| {
+                percent_encoding::percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            (dec(k), dec(v))
+        })
+        .collect()
+}
+
+fn param(q: &[(String, String)], key: &str) -> Option<String> {
+    q.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+}
+
+/// `n` and `last` of a paginated list.
+fn page(q: &[(String, String)]) -> OciResult<(usize, Option<String>, bool)> {
+    let n = match param(q, "n") {
+        Some(n) => n.parse::<usize>().map(|n| n.min(MAX_PAGE)).map_err(|_| {
+            OciError::detail(OciCode::Unsupported, "n must be a number")
+                .with_status(StatusCode::BAD_REQUEST)
+        })?,
+        None => DEFAULT_PAGE,
+    };
+    Ok((
+        n,
+        param(q, "last").filter(|l| !l.is_empty()),
+        param(q, "n").is_some(),
+    ))
+}
+
+fn set(h: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        h.insert(name, v);
+    }
+}
+
+fn json_response(status: StatusCode, body: serde_json::Value, content_type: &str) -> Response {
+    let mut r = (status, body.to_string()).into_response();
+    set(r.headers_mut(), "content-type", content_type);
+    r
+}
+
+/// A `Link` to the next page (RFC 5988, as the spec asks).
+fn link_next(r: &mut Response, path: &str, n: usize, last: &str) {
+    let last = percent_encoding::utf8_percent_encode(last, percent_encoding::NON_ALPHANUMERIC);
+    set(
+        r.headers_mut(),
+        "link",
+        &format!("<{path}?last={last}&n={n}>; rel=\"next\""),
+    );
+}
+
+async fn catalog(reg: &Registry, req: &Parts) -> OciResult<Response> {
+    let q = query(req);
+    let (n, last, _) = page(&q)?;
+    let repos = reg
+        .meta
+        .catalog(n, last.as_deref())
+        .await
+        .map_err(internal)?;
+    let next = (repos.len() == n && n > 0).then(|| repos[n - 1].clone());
+    let mut r = json_response(
+        StatusCode::OK,
+        serde_json::json!({ "repositories": repos }),
+        "application/json",
+    );
+    if let Some(last) = next {
+        link_next(&mut r, "/v2/_catalog", n, &last);
+    }
+    Ok(r)
+}
+
+async fn tags(reg: &Registry, name: &str, req: &Parts) -> OciResult<Response> {
+    let q = query(req);
+    let (n, last, _) = page(&q)?;
+    let Some(tags) = reg
+        .meta
+        .tags(name, n, last.as_deref())
+        .await
+        .map_err(internal)?
+    else {
+        return Err(OciError::detail(
+            OciCode::NameUnknown,
+            format!("repository {name} is not known"),
+        ));
+    };
+    let next = (tags.len() == n && n > 0).then(|| tags[n - 1].clone());
+    let mut r = json_response(
+        StatusCode::OK,
+        serde_json::json!({ "name": name, "tags": tags }),
+        "application/json",
+    );
+    if let Some(last) = next {
+        link_next(&mut r, &format!("/v2/{name}/tags/list"), n, &last);
+    }
+    Ok(r)
+}
+
+async fn get_manifest(reg: &Registry, name: &str, r: &ManifestRef) -> OciResult<Response> {
+    let Some(m) = reg.meta.get_manifest(name, r).await.map_err(internal)? else {
+        return Err(OciError::detail(
+            OciCode::ManifestUnknown,
+            format!("{name}:{r} is not known"),
+        ));
+    };
+    let len = m.content.len();
+    let mut resp = (StatusCode::OK, m.content).into_response();
+    let h = resp.headers_mut();
+    set(h, "content-type", &m.media_type);
+    set(h, "docker-content-digest", &m.digest);
+    set(h, "content-length", &len.to_string());
+    Ok(resp)
+}
+
+/// Read a request body of at most `limit` bytes.
+async fn read_body(body: Body, limit: usize) -> OciResult<Vec<u8>> {
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(b) => Ok(b.to_bytes().to_vec()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(OciError::detail(
+            OciCode::SizeInvalid,
+            format!("a manifest may be {limit} bytes at most"),
+        )
+        .with_status(StatusCode::PAYLOAD_TOO_LARGE)),
+        Err(e) => Err(OciError::detail(
+            OciCode::ManifestInvalid,
+            format!("reading the body: {e}"),
+        )),
+    }
+}
+
+async fn put_manifest(
+    reg: &Registry,
+    name: &str,
+    r: &ManifestRef,
+    req: &Parts,
+    body: Body,
+) -> OciResult<Response> {
+    let content_type = req
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let bytes = read_body(body, MAX_MANIFEST).await?;
+    let m = Manifest::parse(&bytes, &content_type)
+        .map_err(|e| OciError::detail(OciCode::ManifestInvalid, e.to_string()))?;
+    let digest = match r {
+        ManifestRef::Digest(want) => {
+            let mut h = want.hasher();
+            h.update(&bytes);
+            let actual = h.finish();
+            if &actual != want {
+                return Err(OciError::detail(
+                    OciCode::DigestInvalid,
+                    format!("the manifest's digest is {actual}, not {want}"),
+                ));
+            }
+            actual
+        }
+        ManifestRef::Tag(_) => Digest::sha256_of(&bytes),
+    };
+    let mut refs = Vec::new();
+    for b in m.blobs() {
+        let linked = reg
+            .meta
+            .blob_linked(name, &b.digest.to_string())
+            .await
+            .map_err(internal)?;
+        let size = if linked {
+            reg.blobs.stat(&b.digest).await.map_err(internal)?
+        } else {
+            None
+        };
+        match size {
+            Some(s) if s == b.size => refs.push(b.digest.to_string()),
+            Some(s) => {
+                return Err(OciError::detail(
+                    OciCode::ManifestBlobUnknown,
+                    format!(
+                        "blob {} is {s} bytes, the manifest says {}",
+                        b.digest, b.size
+                    ),
+                ))
+            }
+            None => {
+                return Err(OciError::detail(
+                    OciCode::ManifestBlobUnknown,
+                    format!("blob {} is not in {name}", b.digest),
+                ))
+            }
+        }
+    }
+    for child in &m.manifests {
+        let d = child.digest.to_string();
+        if !reg.meta.manifest_exists(name, &d).await.map_err(internal)? {
+            return Err(OciError::detail(
+                OciCode::ManifestBlobUnknown,
+                format!("manifest {d} is not in {name}"),
+            ));
+        }
+        refs.push(d);
+    }
+    let subject = m.subject.as_ref().map(|s| s.digest.to_string());
+    reg.meta
+        .put_manifest(NewManifest {
+            repo: name.to_owned(),
+            digest: digest.to_string(),
+            media_type: m.media_type.clone(),
+            artifact_type: m.artifact_type.clone(),
+            subject: subject.clone(),
+            annotations: m
+                .annotations
+                .as_ref()
+                .map(|a| serde_json::Value::Object(a.clone()).to_string()),
+            content: bytes,
+            refs,
+            tag: match r {
+                ManifestRef::Tag(t) => Some(t.clone()),
+                ManifestRef::Digest(_) => None,
+            },
+        })
+        .await
+        .map_err(internal)?;
+    let mut resp = StatusCode::CREATED.into_response();
+    let h = resp.headers_mut();
+    set(h, "location", &format!("/v2/{name}/manifests/{digest}"));
+    set(h, "docker-content-digest", &digest.to_string());
+    if let Some(s) = subject {
+        set(h, "oci-subject", &s);
+    }
+    Ok(resp)
+}
+
+async fn delete_manifest(reg: &Registry, name: &str, r: &ManifestRef) -> OciResult<Response> {
+    let found = match r {
+        ManifestRef::Digest(d) => reg.meta.delete_manifest(name, &d.to_string()).await,
+        ManifestRef::Tag(t) => reg.meta.delete_tag(name, t).await,
+    }
+    .map_err(internal)?;
+    if !found {
+        return Err(OciError::detail(
+            OciCode::ManifestUnknown,
+            format!("{name}:{r} is not known"),
+        ));
+    }
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// A single `bytes=start-end` range (end inclusive, optional) of a blob of `len` bytes.
+fn parse_range(h: &str, len: u64) -> Option<Result<(u64, u64), ()>> {
+    let spec = h.strip_prefix("bytes=")?;
+    let (a, b) = spec.split_once('-')?;
+    if spec.contains(',') {
+        return Some(Err(()));
+    }
+    let range = match (a.trim(), b.trim()) {
+        ("", suffix) => suffix
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(|n| (len.saturating_sub(n), len - 1)),
+        (start, "") => start
+            .parse::<u64>()
+            .ok()
+            .map(|s| (s, len.saturating_sub(1))),
+        (start, end) => match (start.parse::<u64>(), end.parse::<u64>()) {
+            (Ok(s), Ok(e)) => Some((s, e.min(len.saturating_sub(1)))),
+            _ => None,
+        },
+    };
+    Some(match range {
+        Some((s, e)) if s <= e && s < len => Ok((s, e)),
+        _ => Err(()),
+    })
+}
+
+async fn get_blob(reg: &Registry, name: &str, d: &Digest, req: &Parts) -> OciResult<Response> {
+    let unknown = || OciError::detail(OciCode::BlobUnknown, format!("blob {d} is not in {name}"));
+    if !reg
+        .meta
+        .blob_linked(name, &d.to_string())
+        .await
+        .map_err(internal)?
+    {
+        return Err(unknown());
+    }
+    let Some((mut file, len)) = reg.blobs.open_blob(d).await.map_err(internal)? else {
+        return Err(unknown());
+    };
+    let range = req
+        .headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| parse_range(h, len));
+    let (status, start, count) = match range {
+        None => (StatusCode::OK, 0, len),
+        Some(Ok((s, e))) => (StatusCode::PARTIAL_CONTENT, s, e - s + 1),
+        Some(Err(())) => {
+            let mut r = OciError::detail(OciCode::RangeInvalid, format!("the blob is {len} bytes"))
+                .into_response();
+            set(r.headers_mut(), "content-range", &format!("bytes */{len}"));
+            return Ok(r);
+        }
+    };
+    let body = if req.method == Method::HEAD || count == 0 {
+        Body::empty()
+    } else {
+        use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+        if start > 0 {
+            file.seek(std::io::SeekFrom::Start(start))
+                .await
+                .map_err(internal)?;
+        }
+        let stream = tokio_util::io::ReaderStream::with_capacity(file.take(count), 256 << 10);
+        Body::from_stream(stream)
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    set(h, "content-type", "application/octet-stream");
+    set(h, "content-length", &count.to_string());
+    set(h, "docker-content-digest", &d.to_string());
+    set(h, "accept-ranges", "bytes");
+    if status == StatusCode::PARTIAL_CONTENT {
+        set(
+            h,
+            "content-range",
+            &format!("bytes {start}-{}/{len}", start + count - 1),
+        );
+    }
+    Ok(resp)
+}
+
+async fn delete_blob(reg: &Registry, name: &str, d: &Digest) -> OciResult<Response> {
+    if !reg
+        .meta
+        .unlink_blob(name, &d.to_string())
+        .await
+        .map_err(internal)?
+    {
+        return Err(OciError::detail(
+            OciCode::BlobUnknown,
+            format!("blob {d} is not in {name}"),
+        ));
+    }
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+fn blob_error(e: BlobError) -> OciError {
+    match e {
+        BlobError::DigestMismatch { .. } => OciError::detail(OciCode::DigestInvalid, e.to_string()),
+        BlobError::Body(m) => OciError::detail(
+            OciCode::BlobUploadInvalid,
+            format!("the request body ended early: {m}"),
+        ),
+        BlobError::Io(e) => internal(e),
+    }
+}
+
+fn digest_param(q: &[(String, String)]) -> OciResult<Option<Digest>> {
+    match param(q, "digest") {
+        None => Ok(None),
+        Some(d) => Digest::parse(&d)
+            .map(Some)
+            .map_err(|e| OciError::detail(OciCode::DigestInvalid, e.to_string())),
+    }
+}
+
+/// 201 for a blob now in the repository.
+fn blob_created(name: &str, d: &Digest) -> Response {
+    let mut r = StatusCode::CREATED.into_response();
+    let h = r.headers_mut();
+    set(h, "location", &format!("/v2/{name}/blobs/{d}"));
+    set(h, "docker-content-digest", &d.to_string());
+    set(h, "content-length", "0");
+    r
+}
+
+/// 202 with where an upload stands.
+fn upload_status(name: &str, id: &str, size: u64, status: StatusCode) -> Response {
+    let mut r = status.into_response();
+    let h = r.headers_mut();
+    set(h, "location", &format!("/v2/{name}/blobs/uploads/{id}"));
+    set(h, "range", &format!("0-{}", size.saturating_sub(1)));
+    set(h, "docker-upload-uuid", id);
+    set(h, "content-length", "0");
+    r
+}
+
+async fn start_upload(reg: &Registry, name: &str, req: &Parts, body: Body) -> OciResult<Response> {
+    let q = query(req);
+    // Cross-repository mount: a blob the client may read in `from`, linked here.
+    if let (Some(m), Some(from)) = (param(&q, "mount"), param(&q, "from")) {
+        if let (Ok(d), true) = (
+            Digest::parse(&m),
+            registry::reference::valid_repository(&from),
+        ) {
+            let readable = reg
+                .meta
+                .blob_linked(&from, &d.to_string())
+                .await
+                .map_err(internal)?
+                && reg.blobs.stat(&d).await.map_err(internal)?.is_some();
+            if readable {
+                reg.meta
+                    .link_blob(name, &d.to_string())
+                    .await
+                    .map_err(internal)?;
+                return Ok(blob_created(name, &d));
+            }
+        }
+    }
+    let digest = digest_param(&q)?;
+    let up = reg.blobs.start(name).await.map_err(internal)?;
+    let mut up = up.lock().await;
+    match digest {
+        // Monolithic: POST ?digest=… with the whole blob.
+        Some(d) => {
+            let appended = reg.blobs.append(&mut up, body).await;
+            if let Err(e) = appended {
+                reg.blobs.discard(&up.id).await;
+                return Err(blob_error(e));
+            }
+            reg.blobs.finish(&mut up, &d).await.map_err(blob_error)?;
+            reg.meta
+                .link_blob(name, &d.to_string())
+                .await
+                .map_err(internal)?;
+            Ok(blob_created(name, &d))
+        }
+        None => Ok(upload_status(name, &up.id, 0, StatusCode::ACCEPTED)),
+    }
+}
+
+/// `start-end` of a Content-Range header on a chunk.
+fn content_range_start(h: &HeaderMap) -> Option<Option<u64>> {
+    let v = h.get(header::CONTENT_RANGE)?.to_str().ok()?;
+    let v = v.strip_prefix("bytes ").unwrap_or(v);
+    Some(v.split('-').next().and_then(|s| s.trim().parse().ok()))
+}
+
+async fn upload(
+    reg: &Registry,
+    name: &str,
+    id: &str,
+    req: &Parts,
+    body: Body,
+) -> OciResult<Response> {
+    let Some(up) = reg.blobs.session(name, id).await.map_err(internal)? else {
+        return Err(OciError::detail(
+            OciCode::BlobUploadUnknown,
+            format!("no upload {id} in {name}"),
+        ));
+    };
+    let mut up = up.lock().await;
+    match req.method.clone() {
+        Method::GET => Ok(upload_status(name, id, up.size, StatusCode::NO_CONTENT)),
+        Method::DELETE => {
+            reg.blobs.discard(id).await;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        Method::PATCH => {
+            // A chunk must start where the upload stands.
+            if let Some(start) = content_range_start(&req.headers) {
+                if start != Some(up.size) {
+                    let mut r = OciError::detail(
+                        OciCode::RangeInvalid,
+                        format!("the upload has {} bytes; a chunk must start there", up.size),
+                    )
+                    .into_response();
+                    set(
+                        r.headers_mut(),
+                        "range",
+                        &format!("0-{}", up.size.saturating_sub(1)),
+                    );
+                    set(
+                        r.headers_mut(),
+                        "location",
+                        &format!("/v2/{name}/blobs/uploads/{id}"),
+                    );
+                    return Ok(r);
+                }
+            }
+            let size = reg.blobs.append(&mut up, body).await.map_err(blob_error)?;
+            Ok(upload_status(name, id, size, StatusCode::ACCEPTED))
+        }
+        Method::PUT => {
+            let q = query(req);
+            let Some(d) = digest_param(&q)? else {
+                return Err(OciError::detail(
+                    OciCode::DigestInvalid,
+                    "the digest parameter is required",
+                ));
+            };
+            if let Err(e) = reg.blobs.append(&mut up, body).await {
+                reg.blobs.discard(id).await;
+                return Err(blob_error(e));
+            }
+            reg.blobs.finish(&mut up, &d).await.map_err(blob_error)?;
+            reg.meta
+                .link_blob(name, &d.to_string())
+                .await
+                .map_err(internal)?;
+            Ok(blob_created(name, &d))
+        }
+        _ => Err(OciError::new(OciCode::Unsupported)),
+    }
+}
+
+async fn referrers(
+    reg: &Registry,
+    name: &str,
+    subject: &Digest,
+    req: &Parts,
+) -> OciResult<Response> {
+    let q = query(req);
+    let filter = param(&q, "artifactType");
+    let list = reg
+        .meta
+        .referrers(name, &subject.to_string())
+        .await
+        .map_err(internal)?;
+    let manifests: Vec<serde_json::Value> = list
+        .into_iter()
+        .filter(|r| filter.is_none() || r.artifact_type == filter)
+        .map(|r| {
+            let mut d = serde_json::json!({
+                "mediaType": r.media_type,
+                "digest": r.digest,
+                "size": r.size,
+            });
+            if let Some(a) = r.artifact_type {
+                d["artifactType"] = serde_json::Value::String(a);
+            }
+            if let Some(a) = r
+                .annotations
+                .and_then(|a| serde_json::from_str::<serde_json::Value>(&a).ok())
+            {
+                d["annotations"] = a;
+            }
+            d
+        })
+        .collect();
+    let mut r = json_response(
+        StatusCode::OK,
+        serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": manifest::OCI_INDEX,
+            "manifests": manifests,
+        }),
+        manifest::OCI_INDEX,
+    );
+    if filter.is_some() {
+        set(r.headers_mut(), "oci-filters-applied", "artifactType");
+    }
+    Ok(r)
+}
