@@ -209,3 +209,58 @@ pub fn write_docker_save(path: &Path, image: &Image, repo_tag: &str) {
     let refs: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, d)| (n.as_str(), d.clone())).collect();
     std::fs::write(path, tar_of(&refs)).unwrap();
 }
+
+/// Push `image` to a registry: its blobs (monolithic uploads), then its manifest as `tag`.
+pub fn push(client: &reqwest::blocking::Client, base: &str, name: &str, tag: &str, image: &Image) {
+    for b in image.blobs() {
+        crate::registry::push_blob(client, base, name, &b.bytes);
+    }
+    put_manifest(client, base, name, tag, OCI_MANIFEST, &image.manifest);
+}
+
+/// Push every image of `index`, then the index as `tag`.
+pub fn push_index(
+    client: &reqwest::blocking::Client,
+    base: &str,
+    name: &str,
+    tag: &str,
+    index: &Index,
+) {
+    for (_, image) in &index.images {
+        for b in image.blobs() {
+            crate::registry::push_blob(client, base, name, &b.bytes);
+        }
+        put_manifest(
+            client,
+            base,
+            name,
+            &image.digest.to_string(),
+            OCI_MANIFEST,
+            &image.manifest,
+        );
+    }
+    put_manifest(client, base, name, tag, OCI_INDEX, &index.manifest);
+}
+
+pub fn put_manifest(
+    client: &reqwest::blocking::Client,
+    base: &str,
+    name: &str,
+    reference: &str,
+    media_type: &str,
+    bytes: &[u8],
+) {
+    let r = client
+        .put(format!("{base}/v2/{name}/manifests/{reference}"))
+        .header("Content-Type", media_type)
+        .body(bytes.to_vec())
+        .send()
+        .unwrap();
+    let status = r.status().as_u16();
+    assert_eq!(
+        status,
+        201,
+        "put manifest: {}",
+        r.text().unwrap_or_default()
+    );
+}

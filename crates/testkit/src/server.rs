@@ -133,11 +133,17 @@ impl TestServer {
     }
 
     /// Stop and restart on the same data directory and port.
-    pub fn restart(mut self) -> Self {
+    pub fn restart(self) -> Self {
+        self.restart_after(|_| {})
+    }
+
+    /// Stop, run `while_stopped` on the data directory, restart on it and the same port.
+    pub fn restart_after(mut self, while_stopped: impl FnOnce(&Path)) -> Self {
         let tmp = self._tmp.take();
         let addr = self.addr;
         let data_dir = self.data_dir.clone();
         self.stop_now();
+        while_stopped(&data_dir);
         let mut s = Self::start_with(Options {
             data_dir: Some(data_dir),
             addr: Some(addr),
