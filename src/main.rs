@@ -22,6 +22,12 @@ enum Command {
     Server(cmd::server::ServerArgs),
     /// Manage trust on Docker images (what `docker trust` does, without a daemon).
     Trust(cmd::trust::TrustArgs),
+    /// Push an image from an OCI layout or a `docker save` tarball to a registry (and
+    /// sign it, with content trust).
+    Push(cmd::image::PushArgs),
+    /// Pull an image to an OCI layout or a tarball for `docker load` (only what is
+    /// signed, with content trust).
+    Pull(cmd::image::PullArgs),
 }
 
 fn main() -> ExitCode {
@@ -29,6 +35,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Server(args) => cmd::server::run(args),
         Command::Trust(args) => cmd::trust::run(args),
+        Command::Push(args) => cmd::image::push(args),
+        Command::Pull(args) => cmd::image::pull(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -132,9 +132,15 @@ pub fn run(args: TrustArgs) -> Result<(), String> {
         TrustCommand::Signer(SignerCommand::Remove { force, name, repos }) => ops::signer::remove(
             &mut ctx, &mut out, &mut err, &mut input, &name, &repos, force,
         ),
-        TrustCommand::Sign { image, tag } => {
-            ops::sign::sign(&mut ctx, &mut out, &ops::sign::SignRequest { image, tag })
-        }
+        TrustCommand::Sign { image, tag } => ops::sign::sign(
+            &mut ctx,
+            &mut out,
+            &ops::sign::SignRequest {
+                image,
+                tag,
+                target: None,
+            },
+        ),
         TrustCommand::Inspect {
             pretty: true,
             images,

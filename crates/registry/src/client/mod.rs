@@ -5,6 +5,7 @@
 pub mod config;
 pub mod oci;
 pub mod tls;
+pub mod transfer;
 
 use std::io::Read as _;
 use std::sync::Mutex;

@@ -22,6 +22,9 @@ pub struct SignRequest {
     pub image: String,
     /// For `IMAGE@sha256:…`: the tag to sign the digest as.
     pub tag: Option<String>,
+    /// What the tag is, when the caller knows (a trusted push just uploaded it): then
+    /// the registry is not asked, and this is signed even over a released target.
+    pub target: Option<FileMeta>,
 }
 
 /// The roles docker signs into: every direct child of `targets` whose key is here and whose
@@ -145,7 +148,10 @@ pub fn sign(ctx: &mut Context, out: &mut dyn Write, req: &SignRequest) -> Result
     let view = repo.view(ctx, true, Load::All)?;
     let Some(mut view) = view else {
         // A new repository: initialize it and sign in one update.
-        let target = resolve(ctx, &r)?;
+        let target = match &req.target {
+            Some(t) => t.clone(),
+            None => resolve(ctx, &r)?,
+        };
         let new = repo::initialize(ctx, &keyring, &repo)?;
         let mut targets = new.targets;
         let mut parts: Vec<Part> = vec![(RoleName::root(), new.root.raw_shared())];
@@ -211,7 +217,9 @@ pub fn sign(ctx: &mut Context, out: &mut dyn Write, req: &SignRequest) -> Result
     for w in &view.warnings {
         eprintln!("warning: {w}");
     }
-    let released = view.find_released(&tag)?.filter(|_| r.digest.is_none());
+    let released = view
+        .find_released(&tag)?
+        .filter(|_| r.digest.is_none() && req.target.is_none());
     let target = match &released {
         Some((_, meta)) => {
             let digest = meta.hashes.sha256().unwrap_or_default().to_vec();
@@ -229,7 +237,10 @@ pub fn sign(ctx: &mut Context, out: &mut dyn Write, req: &SignRequest) -> Result
             meta.clone()
         }
         None => {
-            let t = resolve(ctx, &r)?;
+            let t = match &req.target {
+                Some(t) => t.clone(),
+                None => resolve(ctx, &r)?,
+            };
             let _ = writeln!(out, "Signing and pushing trust metadata for {shown}");
             t
         }
