@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod digest;
+pub mod direct;
 pub mod image;
 pub mod manifest;
 pub mod reference;

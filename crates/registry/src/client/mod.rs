@@ -110,6 +110,8 @@ struct Token {
 /// One server, opened: its base URL, client, challenge and cached tokens.
 pub struct Session {
     http: reqwest::blocking::Client,
+    /// For streaming large bodies up (the blocking client sends readers 8 KiB at a time).
+    tls: TlsOptions,
     /// `https://host[:port][/prefix]`, no trailing slash.
     pub base: String,
     host: String,
@@ -229,6 +231,7 @@ impl Session {
         };
         Ok(Session {
             http,
+            tls: tls.clone(),
             base,
             host,
             creds,
@@ -397,6 +400,90 @@ impl Session {
         }
     }
 
+    /// Send `len` bytes read from `body` to `<base><path>` with `method`, streamed in
+    /// 1 MiB chunks (a reader thread feeds an async request). Returns the status and, for
+    /// errors, a summary of the body.
+    pub fn send_stream(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        scope: &str,
+        content_type: &str,
+        body: Box<dyn std::io::Read + Send>,
+        len: u64,
+    ) -> Result<(u16, String), NetError> {
+        let url = format!("{}{path}", self.base);
+        let auth = self.authorization(scope)?;
+        let mut b = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .connect_timeout(Duration::from_secs(30));
+        if self.base.starts_with("https://") {
+            b = b.use_preconfigured_tls(tls::client_config(&self.tls)?);
+        }
+        let client = b.build().map_err(|e| NetError::Config(e.to_string()))?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+        let reader = std::thread::spawn(move || {
+            let mut body = body;
+            loop {
+                let mut buf = vec![0u8; 1 << 20];
+                let mut filled = 0;
+                while filled < buf.len() {
+                    match body.read(&mut buf[filled..]) {
+                        Ok(0) => break,
+                        Ok(n) => filled += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            let _ = tx.blocking_send(Err(e));
+                            return;
+                        }
+                    }
+                }
+                if filled == 0 {
+                    return;
+                }
+                buf.truncate(filled);
+                if tx.blocking_send(Ok(bytes::Bytes::from(buf))).is_err() {
+                    return;
+                }
+            }
+        });
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| NetError::Config(e.to_string()))?;
+        let result = rt.block_on(async {
+            let mut rb = client
+                .request(method, &url)
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .header(reqwest::header::CONTENT_LENGTH, len)
+                .body(reqwest::Body::wrap_stream(stream));
+            if let Some(h) = auth {
+                rb = rb.header(reqwest::header::AUTHORIZATION, h);
+            }
+            let r = rb.send().await?;
+            let status = r.status().as_u16();
+            let text = if (200..300).contains(&status) {
+                String::new()
+            } else {
+                r.text().await.unwrap_or_default()
+            };
+            Ok::<_, reqwest::Error>((status, text))
+        });
+        let _ = reader.join();
+        let (status, text) = result.map_err(|e| classify(&url, &e))?;
+        match status {
+            401 => Err(NetError::Unauthorized {
+                url,
+                host: self.host.clone(),
+            }),
+            403 => Err(NetError::Forbidden { url }),
+            _ => Ok((status, summarize(&text))),
+        }
+    }
+
     pub fn base(&self) -> &str {
         &self.base
     }
@@ -463,10 +550,15 @@ pub fn read_limited_shared(
 
 /// The first error code/message of a registry or Notary error body, for messages.
 pub fn error_summary(r: reqwest::blocking::Response) -> String {
-    let Ok(body) = read_limited(r, 64 * 1024, "") else {
-        return String::new();
-    };
-    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    match read_limited(r, 64 * 1024, "") {
+        Ok(body) => summarize(&String::from_utf8_lossy(&body)),
+        Err(_) => String::new(),
+    }
+}
+
+/// The first error code/message of an error body's text.
+fn summarize(body: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
     let e = &v["errors"][0];
     match (e["code"].as_str(), e["message"].as_str()) {
         (Some(c), Some(m)) => {
@@ -478,6 +570,7 @@ pub fn error_summary(r: reqwest::blocking::Response) -> String {
                         .and_then(|x| x.get("Msg"))
                         .and_then(|m| m.as_str())
                         .map(str::to_owned)
+                        .or_else(|| d.as_str().map(str::to_owned))
                         .unwrap_or_else(|| d.to_string());
                     if s == "{}" {
                         String::new()
@@ -488,9 +581,7 @@ pub fn error_summary(r: reqwest::blocking::Response) -> String {
             };
             format!("{c}: {m}{detail}")
         }
-        _ => String::from_utf8_lossy(&body[..body.len().min(200)])
-            .trim()
-            .to_owned(),
+        _ => body.chars().take(200).collect::<String>().trim().to_owned(),
     }
 }
 

@@ -14,7 +14,7 @@ use crate::image::{ImageError, ImageSink, ImageSource, Root};
 use crate::manifest::{Descriptor, Manifest};
 use crate::reference::Reference;
 
-/// Blob transfers may take long; the session's default timeout is for metadata.
+/// Blob downloads may take long; the session's default timeout is for metadata.
 const BLOB_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, thiserror::Error)]
@@ -147,26 +147,30 @@ impl<'s> Repository<'s> {
         } else {
             self.url(&put_path)
         };
-        let bar = progress.bar(&short(&d.digest), d.size);
-        let reader = bar.wrap_read(body);
-        let rb = if put_path.starts_with("http") {
+        if put_path.starts_with("http") {
             // An upload elsewhere (another host): no session authorization applies.
             return Err(NetError::Io {
                 url: put_url,
                 cause: "uploads redirected to another host are not supported".into(),
             });
-        } else {
-            self.session
-                .request(reqwest::Method::PUT, &put_path, &self.push_scope())?
-        };
-        let rb = rb
-            .timeout(BLOB_TIMEOUT)
-            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-            .body(reqwest::blocking::Body::sized(reader, d.size));
-        let r = self.session.send(rb, &put_url)?;
+        }
+        let bar = progress.bar(&short(&d.digest), d.size);
+        let reader = bar.wrap_read(body);
+        let (status, summary) = self.session.send_stream(
+            reqwest::Method::PUT,
+            &put_path,
+            &self.push_scope(),
+            "application/octet-stream",
+            Box::new(reader),
+            d.size,
+        )?;
         bar.finish_and_clear();
-        if r.status().as_u16() != 201 {
-            return Err(self.fail(put_url, r));
+        if status != 201 {
+            return Err(NetError::Status {
+                url: put_url,
+                status,
+                body: summary,
+            });
         }
         Ok(())
     }

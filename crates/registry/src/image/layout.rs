@@ -124,9 +124,11 @@ impl LayoutSink {
             .parent()
             .ok_or_else(|| ImageError::Invalid("blob path".into()))?;
         std::fs::create_dir_all(parent).map_err(|e| ImageError::io(parent, e))?;
-        let mut tmp =
-            tempfile::NamedTempFile::new_in(parent).map_err(|e| ImageError::io(parent, e))?;
-        copy_checked(r, tmp.as_file_mut(), d, &d.digest.to_string())?;
+        let tmp = tempfile::NamedTempFile::new_in(parent).map_err(|e| ImageError::io(parent, e))?;
+        let mut out = crate::direct::Appender::open(tmp.path(), 0, 1 << 20)
+            .map_err(|e| ImageError::io(tmp.path(), e))?;
+        copy_checked(r, &mut out, d, &d.digest.to_string())?;
+        out.finish().map_err(|e| ImageError::io(tmp.path(), e))?;
         tmp.as_file()
             .sync_all()
             .map_err(|e| ImageError::io(&dest, e))?;

@@ -8,13 +8,13 @@
 //! file, which `gc` removes; never a partial blob.
 
 use std::collections::HashMap;
-use std::io::{Read as _, Write as _};
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use axum::body::Body;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http_body_util::BodyExt as _;
 use registry::digest::{Algorithm, Hasher};
 use registry::Digest;
@@ -181,30 +181,29 @@ impl BlobStore {
     /// (the client may resume from the new size).
     pub async fn append(&self, up: &mut Upload, body: Body) -> Result<u64, BlobError> {
         let path = self.upload_path(&up.id);
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(IN_FLIGHT);
+        // Frames as they arrive (no copy); about a megabyte of them in flight.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(IN_FLIGHT * 64);
         let hasher = up.hasher.take();
+        let start = up.size;
         let writer = tokio::task::spawn_blocking(move || {
-            let mut f = std::fs::OpenOptions::new().append(true).open(&path)?;
+            let mut out = registry::direct::Appender::open(&path, start, BATCH)?;
             let mut hasher = hasher;
-            let mut written = 0u64;
             while let Some(chunk) = rx.blocking_recv() {
-                f.write_all(&chunk)?;
+                out.push(&chunk)?;
                 if let Some(h) = hasher.as_mut() {
                     h.update(&chunk);
                 }
-                written += chunk.len() as u64;
             }
-            Ok::<_, std::io::Error>((hasher, written))
+            let end = out.finish()?;
+            Ok::<_, std::io::Error>((hasher, end - start))
         });
         let mut body = body;
-        let mut buf = BytesMut::with_capacity(BATCH);
         let mut failure = None;
         while let Some(frame) = body.frame().await {
             match frame {
                 Ok(f) => {
                     if let Ok(data) = f.into_data() {
-                        buf.extend_from_slice(&data);
-                        if buf.len() >= BATCH && tx.send(buf.split().freeze()).await.is_err() {
+                        if tx.send(data).await.is_err() {
                             break;
                         }
                     }
@@ -214,9 +213,6 @@ impl BlobStore {
                     break;
                 }
             }
-        }
-        if !buf.is_empty() {
-            let _ = tx.send(buf.freeze()).await;
         }
         drop(tx);
         let outcome = writer.await.map_err(io_other)?;
@@ -324,6 +320,44 @@ impl BlobStore {
         }
         Ok(n)
     }
+}
+
+/// `count` bytes of `file` from `start`, as a stream of 1 MiB chunks read by a blocking
+/// thread a few chunks ahead of the network (memory stays a few megabytes).
+pub fn stream_file(
+    path: PathBuf,
+    start: u64,
+    count: u64,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(IN_FLIGHT);
+    tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::FileExt as _;
+        // Through the page cache: a blob read often stays in memory. (Direct reads were
+        // faster for a cold gigabyte here, 2.5 s against 2.8 s, but slower for a warm one,
+        // 2.5 s against 1.3 s.)
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        };
+        let mut offset = start;
+        let end = start + count;
+        while offset < end {
+            let n = ((end - offset) as usize).min(4 * BATCH);
+            let mut buf = vec![0u8; n];
+            let item = file
+                .read_exact_at(&mut buf, offset)
+                .map(|()| Bytes::from(buf));
+            let failed = item.is_err();
+            if tx.blocking_send(item).is_err() || failed {
+                return;
+            }
+            offset += n as u64;
+        }
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) })
 }
 
 /// Hash a file from disk (an upload resumed after a restart, or completed as SHA-512).

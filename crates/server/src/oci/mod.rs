@@ -391,7 +391,7 @@ async fn get_blob(reg: &Registry, name: &str, d: &Digest, req: &Parts) -> OciRes
     {
         return Err(unknown());
     }
-    let Some((mut file, len)) = reg.blobs.open_blob(d).await.map_err(internal)? else {
+    let Some((file, len)) = reg.blobs.open_blob(d).await.map_err(internal)? else {
         return Err(unknown());
     };
     let range = req
@@ -412,14 +412,8 @@ async fn get_blob(reg: &Registry, name: &str, d: &Digest, req: &Parts) -> OciRes
     let body = if req.method == Method::HEAD || count == 0 {
         Body::empty()
     } else {
-        use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
-        if start > 0 {
-            file.seek(std::io::SeekFrom::Start(start))
-                .await
-                .map_err(internal)?;
-        }
-        let stream = tokio_util::io::ReaderStream::with_capacity(file.take(count), 256 << 10);
-        Body::from_stream(stream)
+        drop(file);
+        Body::from_stream(blobs::stream_file(reg.blobs.blob_path(d), start, count))
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = status;

@@ -1,0 +1,262 @@
+//! Registry benchmark (not a test): a 1 GiB blob pushed to and pulled from `notarium
+//! server` (release binary, TLS) by `notarium push`/`pull`, with the server's resident
+//! memory (VmRSS before, VmHWM after); the machine's SHA-256 speed for reference; and a
+//! 512 MiB layer copied by skopeo into and out of notarium server and the CNCF registry
+//! (Debian `docker-registry`, plain HTTP), with both servers' peak memory.
+//!
+//! Run: `cargo bench --bench registry` (needs skopeo and docker-registry; ~6 GiB of
+//! temporary disk). `BENCH_SIZE_MB=1024` and `BENCH_SKOPEO_MB=512` change the sizes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use registry::digest::{Algorithm, Hasher};
+use registry::manifest::{OCI_CONFIG, OCI_LAYER, OCI_MANIFEST};
+
+const BIN: &str = env!("CARGO_BIN_EXE_notarium");
+
+struct Server {
+    child: Child,
+    url: String,
+    ca: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_notarium() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["server", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("NOTARIUM_KEY_PASSPHRASE", "bench")
+        .env("NOTARIUM_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.split_whitespace().nth(4).unwrap().to_owned();
+    let ca = PathBuf::from(
+        line.split("CA certificate: ")
+            .nth(1)
+            .unwrap()
+            .trim()
+            .trim_end_matches(')'),
+    );
+    Server {
+        child,
+        url,
+        ca,
+        _dir: dir,
+    }
+}
+
+/// (VmRSS, VmHWM) of a process, in MiB.
+fn memory(pid: u32) -> (f64, f64) {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        s.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Write `mb` MiB of noise as one layer of an OCI layout in `dir` (tag `v1`); returns the
+/// layer's digest.
+fn big_layout(dir: &Path, mb: usize) -> String {
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    let tmp = dir.join("blobs/sha256/tmp");
+    let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp).unwrap());
+    let mut h = Hasher::new(Algorithm::Sha256);
+    let mut block = [7u8; 32];
+    let mut chunk = vec![0u8; 1 << 20];
+    for _ in 0..mb {
+        for c in chunk.chunks_mut(32) {
+            block = tuf::hash::sha256(&block);
+            c.copy_from_slice(&block[..c.len()]);
+        }
+        h.update(&chunk);
+        f.write_all(&chunk).unwrap();
+    }
+    f.flush().unwrap();
+    drop(f);
+    let layer = h.finish();
+    std::fs::rename(&tmp, dir.join("blobs/sha256").join(layer.hex())).unwrap();
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let cd = registry::Digest::sha256_of(config);
+    std::fs::write(dir.join("blobs/sha256").join(cd.hex()), config).unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": cd.to_string(), "size": config.len()},
+        "layers": [{"mediaType": OCI_LAYER, "digest": layer.to_string(), "size": mb << 20}],
+    }))
+    .unwrap();
+    let md = registry::Digest::sha256_of(&manifest);
+    std::fs::write(dir.join("blobs/sha256").join(md.hex()), &manifest).unwrap();
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    std::fs::write(
+        dir.join("index.json"),
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [{"mediaType": OCI_MANIFEST, "digest": md.to_string(), "size": manifest.len(),
+                           "annotations": {"org.opencontainers.image.ref.name": "v1"}}],
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    layer.to_string()
+}
+
+fn run(cmd: &mut Command) -> f64 {
+    // Start from a clean page cache: the previous step's gigabyte of writes is on disk.
+    let _ = Command::new("sync").status();
+    let t = Instant::now();
+    let o = cmd.output().unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    t.elapsed().as_secs_f64()
+}
+
+fn sha256_speed() -> f64 {
+    let buf = vec![1u8; 64 << 20];
+    let t = Instant::now();
+    let mut h = Hasher::new(Algorithm::Sha256);
+    for _ in 0..8 {
+        h.update(&buf);
+    }
+    let _ = h.finish();
+    (512.0 / 1024.0) / t.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let mb: usize = std::env::var("BENCH_SIZE_MB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1024);
+    let skopeo_mb: usize = std::env::var("BENCH_SKOPEO_MB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(512);
+    let tmp = tempfile::tempdir().unwrap();
+    println!(
+        "SHA-256 on this machine (aws-lc, one core): {:.2} GB/s",
+        sha256_speed() * 1.073_741_824
+    );
+
+    // notarium push / pull of a 1 GiB blob.
+    let server = start_notarium();
+    let host = server.url.trim_start_matches("https://").to_owned();
+    let docker_config = tmp.path().join("docker");
+    std::fs::create_dir_all(docker_config.join("tls").join(&host)).unwrap();
+    std::fs::copy(
+        &server.ca,
+        docker_config.join("tls").join(&host).join("ca.crt"),
+    )
+    .unwrap();
+    let src = tmp.path().join("src");
+    big_layout(&src, mb);
+    let pid = server.child.id();
+    let (rss0, _) = memory(pid);
+    let push = run(Command::new(BIN)
+        .args(["push", "--disable-content-trust"])
+        .arg(&src)
+        .arg(format!("{host}/bench/big:v1"))
+        .env("DOCKER_CONFIG", &docker_config));
+    let (rss1, hwm1) = memory(pid);
+    let out = tmp.path().join("out");
+    let pull = run(Command::new(BIN)
+        .args([
+            "pull",
+            "--disable-content-trust",
+            &format!("{host}/bench/big:v1"),
+        ])
+        .arg(&out)
+        .env("DOCKER_CONFIG", &docker_config));
+    let (rss2, hwm2) = memory(pid);
+    let gb = mb as f64 / 1024.0 * 1.073_741_824;
+    println!();
+    println!("| {mb} MiB blob, notarium push/pull over TLS | time | throughput | server RSS (before → after, peak) |");
+    println!("|---|---:|---:|---|");
+    println!("| `notarium push` | {push:.2} s | {:.2} GB/s | {rss0:.1} → {rss1:.1} MB, peak {hwm1:.1} MB |", gb / push);
+    println!("| `notarium pull` | {pull:.2} s | {:.2} GB/s | {rss1:.1} → {rss2:.1} MB, peak {hwm2:.1} MB |", gb / pull);
+    std::fs::remove_dir_all(&out).unwrap();
+    std::fs::remove_dir_all(&src).unwrap();
+
+    // skopeo into and out of notarium and the CNCF registry.
+    let src = tmp.path().join("src512");
+    big_layout(&src, skopeo_mb);
+    let certs = tmp.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(&server.ca, certs.join("ca.crt")).unwrap();
+    let cncf = notarium_testkit::registry::Distribution::start();
+    let cncf_pid = cncf.pid();
+    let skopeo = |args: &[&str]| {
+        run(Command::new("skopeo")
+            .args(["--insecure-policy", "copy", "--preserve-digests"])
+            .args(args)
+            .env("HOME", tmp.path()))
+    };
+    let oci_src = format!("oci:{}:v1", src.display());
+    let mut rows = Vec::new();
+    for (label, dest, flags, pid) in [
+        (
+            "notarium server (TLS)",
+            format!("docker://{host}/bench/skopeo:v1"),
+            vec!["--dest-cert-dir", certs.to_str().unwrap()],
+            pid,
+        ),
+        (
+            "CNCF registry (plain HTTP)",
+            format!("docker://{}/bench/skopeo:v1", cncf.addr),
+            vec!["--dest-tls-verify=false"],
+            cncf_pid,
+        ),
+    ] {
+        let mut a: Vec<&str> = flags.clone();
+        a.extend([oci_src.as_str(), dest.as_str()]);
+        let up = skopeo(&a);
+        let out = tmp.path().join(format!("out-{pid}"));
+        let out_ref = format!("oci:{}:v1", out.display());
+        let src_flags: Vec<&str> = flags
+            .iter()
+            .map(|f| match *f {
+                "--dest-cert-dir" => "--src-cert-dir",
+                "--dest-tls-verify=false" => "--src-tls-verify=false",
+                o => o,
+            })
+            .collect();
+        let mut b = src_flags;
+        b.extend([dest.as_str(), out_ref.as_str()]);
+        let down = skopeo(&b);
+        let (_, hwm) = memory(pid);
+        rows.push((label, up, down, hwm));
+        std::fs::remove_dir_all(&out).unwrap();
+    }
+    println!();
+    println!("| {skopeo_mb} MiB layer with skopeo | push | pull | server peak RSS |");
+    println!("|---|---:|---:|---:|");
+    for (label, up, down, hwm) in rows {
+        println!("| {label} | {up:.2} s | {down:.2} s | {hwm:.1} MB |");
+    }
+}
