@@ -516,24 +516,33 @@ async fn start_upload(reg: &Registry, name: &str, req: &Parts, body: Body) -> Oc
     let mut up = up.lock().await;
     match digest {
         // Monolithic: POST ?digest=… with the whole blob.
-        Some(d) => {
-            let appended = reg.blobs.append(&mut up, body).await;
-            if let Err(e) = appended {
-                reg.blobs.discard(&up.id).await;
-                return Err(blob_error(e));
-            }
-            reg.blobs.finish(&mut up, &d).await.map_err(blob_error)?;
-            reg.meta
-                .link_blob(name, &d.to_string())
-                .await
-                .map_err(internal)?;
-            Ok(blob_created(name, &d))
-        }
+        Some(d) => complete_upload(reg, name, &mut up, body, &d).await,
         None => Ok(upload_status(name, &up.id, 0, StatusCode::ACCEPTED)),
     }
 }
 
 /// `start-end` of a Content-Range header on a chunk.
+/// The last bytes of an upload, then the digest check that makes the blob visible and
+/// its link to the repository. A body that fails to arrive ends the upload.
+async fn complete_upload(
+    reg: &Registry,
+    name: &str,
+    up: &mut blobs::Upload,
+    body: Body,
+    d: &Digest,
+) -> OciResult<Response> {
+    if let Err(e) = reg.blobs.append(up, body).await {
+        reg.blobs.discard(&up.id).await;
+        return Err(blob_error(e));
+    }
+    reg.blobs.finish(up, d).await.map_err(blob_error)?;
+    reg.meta
+        .link_blob(name, &d.to_string())
+        .await
+        .map_err(internal)?;
+    Ok(blob_created(name, d))
+}
+
 fn content_range_start(h: &HeaderMap) -> Option<Option<u64>> {
     let v = h.get(header::CONTENT_RANGE)?.to_str().ok()?;
     let v = v.strip_prefix("bytes ").unwrap_or(v);
@@ -593,16 +602,7 @@ async fn upload(
                     "the digest parameter is required",
                 ));
             };
-            if let Err(e) = reg.blobs.append(&mut up, body).await {
-                reg.blobs.discard(id).await;
-                return Err(blob_error(e));
-            }
-            reg.blobs.finish(&mut up, &d).await.map_err(blob_error)?;
-            reg.meta
-                .link_blob(name, &d.to_string())
-                .await
-                .map_err(internal)?;
-            Ok(blob_created(name, &d))
+            complete_upload(reg, name, &mut up, body, &d).await
         }
         _ => Err(OciError::new(OciCode::Unsupported)),
     }
