@@ -209,7 +209,10 @@ fn main() {
     println!("| {mb} MiB blob, notarium push/pull over TLS | time | throughput | server RSS (before → after, peak) |");
     println!("|---|---:|---:|---|");
     println!("| `notarium push` | {push:.2} s | {:.2} GB/s | {rss0:.1} → {rss1:.1} MB, peak {hwm1:.1} MB |", gb / push);
-    println!("| `notarium pull`, from disk | {cold:.2} s | {:.2} GB/s | |", gb / cold);
+    println!(
+        "| `notarium pull`, from disk | {cold:.2} s | {:.2} GB/s | |",
+        gb / cold
+    );
     println!("| `notarium pull`, from the page cache | {warm:.2} s | {:.2} GB/s | {rss1:.1} → {rss2:.1} MB, peak {hwm2:.1} MB |", gb / warm);
     std::fs::remove_dir_all(&src).unwrap();
 
@@ -231,12 +234,14 @@ fn main() {
     let mut rows = Vec::new();
     // skopeo's own floor: the same copy between two directories, no registry at all.
     let local = tmp.path().join("out-local");
-    let floor = skopeo(&[
-        oci_src.as_str(),
-        &format!("oci:{}:v1", local.display()),
-    ]);
+    let floor = skopeo(&[oci_src.as_str(), &format!("oci:{}:v1", local.display())]);
     std::fs::remove_dir_all(&local).unwrap();
-    rows.push(("skopeo, layout → layout (no registry: skopeo's floor)", floor, floor, 0.0));
+    rows.push((
+        "skopeo, layout → layout (no registry: skopeo's floor)",
+        floor,
+        floor,
+        0.0,
+    ));
     for (label, dest, flags, pid) in [
         (
             "skopeo → notarium server (TLS)",
@@ -274,8 +279,16 @@ fn main() {
     // The same layer moved by notarium's client to both servers: the servers compared
     // with a client that is not the bottleneck.
     for (label, registry, pid) in [
-        ("notarium push/pull → notarium server (TLS)", host.clone(), pid),
-        ("notarium push/pull → CNCF registry (plain HTTP)", cncf.addr.to_string(), cncf_pid),
+        (
+            "notarium push/pull → notarium server (TLS)",
+            host.clone(),
+            pid,
+        ),
+        (
+            "notarium push/pull → CNCF registry (plain HTTP)",
+            cncf.addr.to_string(),
+            cncf_pid,
+        ),
     ] {
         let reference = format!("{registry}/bench/client:v1");
         let up = run(Command::new(BIN)
