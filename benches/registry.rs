@@ -11,73 +11,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
 use std::time::Instant;
 
 use registry::digest::{Algorithm, Hasher};
 use registry::manifest::{OCI_CONFIG, OCI_LAYER, OCI_MANIFEST};
 
+mod common;
+
+use common::{memory, start_server};
+
 const BIN: &str = env!("CARGO_BIN_EXE_notarium");
-
-struct Server {
-    child: Child,
-    url: String,
-    ca: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_notarium() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args(["server", "--addr", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .env("NOTARIUM_KEY_PASSPHRASE", "bench")
-        .env("NOTARIUM_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line.split_whitespace().nth(4).unwrap().to_owned();
-    let ca = PathBuf::from(
-        line.split("CA certificate: ")
-            .nth(1)
-            .unwrap()
-            .trim()
-            .trim_end_matches(')'),
-    );
-    Server {
-        child,
-        url,
-        ca,
-        _dir: dir,
-    }
-}
-
-/// (VmRSS, VmHWM) of a process, in MiB.
-fn memory(pid: u32) -> (f64, f64) {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| {
-        s.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-            / 1024.0
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
 
 /// Write `mb` MiB of noise as one layer of an OCI layout in `dir` (tag `v1`); returns the
 /// layer's digest.
@@ -167,7 +113,7 @@ fn main() {
     );
 
     // notarium push / pull of a 1 GiB blob.
-    let server = start_notarium();
+    let server = start_server();
     let host = server.url.trim_start_matches("https://").to_owned();
     let docker_config = tmp.path().join("docker");
     std::fs::create_dir_all(docker_config.join("tls").join(&host)).unwrap();
@@ -309,6 +255,11 @@ fn main() {
     println!("| {skopeo_mb} MiB layer | push | pull | server peak RSS |");
     println!("|---|---:|---:|---:|");
     for (label, up, down, hwm) in rows {
-        println!("| {label} | {up:.2} s | {down:.2} s | {hwm:.1} MB |");
+        let hwm = if hwm > 0.0 {
+            format!("{hwm:.1} MB")
+        } else {
+            String::new()
+        };
+        println!("| {label} | {up:.2} s | {down:.2} s | {hwm} |");
     }
 }

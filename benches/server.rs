@@ -12,10 +12,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod common;
 
 use notarium_testkit::server::Endpoint;
 use notarium_testkit::TestRepo;
@@ -25,58 +26,18 @@ use tuf::sign::SigningKey;
 use tuf::{RoleName, TargetName, Targets};
 
 struct Server {
-    child: Child,
+    server: common::Server,
     endpoint: Endpoint,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn start() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_notarium"))
-        .args(["server", "--addr", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .env("NOTARIUM_KEY_PASSPHRASE", "bench-passphrase")
-        .env("NOTARIUM_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    // "notarium server ready at https://127.0.0.1:PORT (CA certificate: PATH)"
-    let url = line.split_whitespace().nth(4).unwrap().to_owned();
-    let ca = line
-        .split("CA certificate: ")
-        .nth(1)
-        .unwrap()
-        .trim()
-        .trim_end_matches(')')
-        .to_owned();
-    Server {
-        child,
-        endpoint: Endpoint::new(url, Some(ca.into())),
-        _dir: dir,
-    }
+    let server = common::start_server();
+    let endpoint = Endpoint::new(server.url.clone(), Some(server.ca.clone()));
+    Server { server, endpoint }
 }
 
 fn rss_mb(pid: u32) -> f64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: f64 = s
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap()
-        .parse()
-        .unwrap();
-    kb / 1024.0
+    common::memory(pid).0
 }
 
 fn wrk(url: &str, secs: u32) -> f64 {
@@ -164,7 +125,7 @@ fn main() {
     }
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let s = start();
-    let pid = s.child.id();
+    let pid = s.server.child.id();
     if only == "updates" {
         // For profiling: print the PID, wait for a profiler to attach, run the update phases.
         eprintln!("server pid {pid}");

@@ -1,0 +1,69 @@
+//! What the benchmarks that run the `notarium` binary share: a release server on port 0
+//! with its own data directory, and a process's memory from `/proc`.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+/// A `notarium server` process, killed when dropped.
+pub struct Server {
+    pub child: Child,
+    /// `https://127.0.0.1:PORT`
+    pub url: String,
+    /// The CA certificate the server generated.
+    pub ca: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start the release server in a new data directory, over TLS, and wait for its ready
+/// line: "notarium server ready at https://127.0.0.1:PORT (CA certificate: PATH)".
+pub fn start_server() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_notarium"))
+        .args(["server", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("NOTARIUM_KEY_PASSPHRASE", "bench-passphrase")
+        .env("NOTARIUM_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.split_whitespace().nth(4).unwrap().to_owned();
+    let ca = PathBuf::from(
+        line.split("CA certificate: ")
+            .nth(1)
+            .unwrap()
+            .trim()
+            .trim_end_matches(')'),
+    );
+    Server {
+        child,
+        url,
+        ca,
+        _dir: dir,
+    }
+}
+
+/// (VmRSS, VmHWM) of a process, in MiB.
+pub fn memory(pid: u32) -> (f64, f64) {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        s.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
