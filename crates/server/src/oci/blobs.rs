@@ -23,6 +23,10 @@ use registry::Digest;
 const BATCH: usize = 1 << 20;
 /// Batches in flight between the network and the disk.
 const IN_FLIGHT: usize = 4;
+/// A download reads this much at a time, and at most `READ_AHEAD` reads ahead of the
+/// network: a few megabytes per download, however many run at once.
+const READ_CHUNK: usize = 1 << 20;
+const READ_AHEAD: usize = 2;
 
 /// One upload in progress.
 #[derive(Debug)]
@@ -322,14 +326,14 @@ impl BlobStore {
     }
 }
 
-/// `count` bytes of `file` from `start`, as a stream of 1 MiB chunks read by a blocking
-/// thread a few chunks ahead of the network (memory stays a few megabytes).
+/// `count` bytes of `file` from `start`, as a stream of `READ_CHUNK` chunks read by a
+/// blocking thread at most `READ_AHEAD` chunks ahead of the network.
 pub fn stream_file(
     path: PathBuf,
     start: u64,
     count: u64,
 ) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(IN_FLIGHT);
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(READ_AHEAD);
     tokio::task::spawn_blocking(move || {
         use std::os::unix::fs::FileExt as _;
         // Through the page cache: a blob read often stays in memory. (Direct reads were
@@ -345,7 +349,7 @@ pub fn stream_file(
         let mut offset = start;
         let end = start + count;
         while offset < end {
-            let n = ((end - offset) as usize).min(4 * BATCH);
+            let n = ((end - offset) as usize).min(READ_CHUNK);
             let mut buf = vec![0u8; n];
             let item = file
                 .read_exact_at(&mut buf, offset)
