@@ -49,11 +49,11 @@ impl View {
             .map(|(_, m)| m)
     }
 
+    /// Whether a delegation's effective paths allow `target` (always for `targets`).
     pub fn allows(&self, role: &RoleName, target: &str) -> bool {
-        match self.paths.get(role) {
-            None => true,
-            Some(p) => p.iter().any(|x| target.starts_with(x.as_str())),
-        }
+        self.paths
+            .get(role)
+            .is_none_or(|p| tuf::metadata::paths_allow(p, target))
     }
 
     /// The keys of a top-level role, as listed in root.
@@ -157,12 +157,7 @@ impl Repo {
                 out
             }
         };
-        let mut paths = BTreeMap::new();
-        for (r, _) in &roles {
-            if let Some(p) = effective_paths(&roles, r) {
-                paths.insert(r.clone(), p);
-            }
-        }
+        let paths = client.delegated_paths().clone();
         // Everything needed verified: now the cache may move to the new state.
         client
             .commit()
@@ -252,26 +247,6 @@ pub fn local_snapshot(ctx: &mut Context, view: &View, parts: &[Part]) -> Result<
         &signers,
     )?;
     Ok(Some(m.raw().to_vec()))
-}
-
-/// A delegation's effective paths: its own, narrowed by each ancestor's.
-fn effective_paths(
-    roles: &[(RoleName, Verified<Targets>)],
-    role: &RoleName,
-) -> Option<Vec<String>> {
-    let parent = role.parent()?;
-    let pm = roles.iter().find(|(n, _)| n == &parent).map(|(_, m)| m)?;
-    let d = pm.signed().delegations.role(role.as_str())?;
-    match effective_paths(roles, &parent) {
-        None => Some(d.paths.clone()),
-        Some(pp) => Some(
-            d.paths
-                .iter()
-                .filter(|p| pp.iter().any(|q| p.starts_with(q.as_str())))
-                .cloned()
-                .collect(),
-        ),
-    }
 }
 
 /// Re-sign a targets-like role after a change (version + 1, a fresh 3-year expiry).

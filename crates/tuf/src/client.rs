@@ -542,16 +542,7 @@ impl<'a, R: Remote, L: Local> Client<'a, R, L> {
             let Some(d) = parent.signed().delegations.role(name.as_str()) else {
                 return Ok(None);
             };
-            let parent_paths = self.paths.get(&parent_name).cloned();
-            let eff: Vec<String> = match parent_paths {
-                None => d.paths.clone(),
-                Some(pp) => d
-                    .paths
-                    .iter()
-                    .filter(|p| pp.iter().any(|q| p.starts_with(q.as_str())))
-                    .cloned()
-                    .collect(),
-            };
+            let eff = d.effective_paths(self.paths.get(&parent_name).map(Vec::as_slice));
             (
                 parent.signed().delegations.keys.clone(),
                 d.keyids.clone(),
@@ -606,10 +597,14 @@ impl<'a, R: Remote, L: Local> Client<'a, R, L> {
 
     /// Whether a delegation's effective paths allow `target` (always for `targets`).
     pub fn allows(&self, role: &RoleName, target: &str) -> bool {
-        match self.paths.get(role) {
-            None => true,
-            Some(p) => p.iter().any(|x| target.starts_with(x.as_str())),
-        }
+        self.paths
+            .get(role)
+            .is_none_or(|p| crate::metadata::paths_allow(p, target))
+    }
+
+    /// The effective paths of every delegation loaded so far.
+    pub fn delegated_paths(&self) -> &BTreeMap<RoleName, Vec<String>> {
+        &self.paths
     }
 
     /// Docker's lookup of a tag: `targets/releases` first, then `targets`.

@@ -488,8 +488,27 @@ impl DelegationRole {
 
     /// Whether a target name is within this role's path prefixes.
     pub fn allows(&self, target: &str) -> bool {
-        self.paths.iter().any(|p| target.starts_with(p.as_str()))
+        paths_allow(&self.paths, target)
     }
+
+    /// This role's effective path prefixes: its own, kept only where they lie within its
+    /// delegator's effective prefixes (`None`: the delegator is `targets`, unrestricted).
+    pub fn effective_paths(&self, parent: Option<&[String]>) -> Vec<String> {
+        match parent {
+            None => self.paths.clone(),
+            Some(pp) => self
+                .paths
+                .iter()
+                .filter(|p| paths_allow(pp, p))
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+/// Whether `target` lies within one of the path prefixes `paths` (Notary's delegation rule).
+pub fn paths_allow(paths: &[String], target: &str) -> bool {
+    paths.iter().any(|p| target.starts_with(p.as_str()))
 }
 
 impl Canonical for DelegationRole {

@@ -440,7 +440,7 @@ pub fn validate(
             .signed()
             .targets
             .visit(|name, _| match &lt.paths {
-                Some(paths) if !paths.iter().any(|p| name.starts_with(p.as_str())) => {
+                Some(paths) if !crate::metadata::paths_allow(paths, &name) => {
                     outside = Some(name.into_owned());
                     std::ops::ControlFlow::Break(())
                 }
@@ -587,16 +587,7 @@ fn load_targets(
         keyids: &d.keyids,
         threshold: d.threshold,
     };
-    // Effective paths: the role's own paths, restricted by its parent's.
-    let paths: Vec<String> = match &parent.paths {
-        None => d.paths.clone(),
-        Some(pp) => d
-            .paths
-            .iter()
-            .filter(|p| pp.iter().any(|q| p.starts_with(q.as_str())))
-            .cloned()
-            .collect(),
-    };
+    let paths = d.effective_paths(parent.paths.as_deref());
     let v = verify::verify(meta, role, keys, checks).map_err(|e| e.to_string())?;
     Ok(LoadedTargets {
         meta: v,

@@ -1,7 +1,7 @@
 //! How files are read: signatures checked over the bytes of `signed` as they are in the
 //! file, else over their canonical form; envelopes that only look like Notary's; targets
 //! read lazily (one entry, every entry, a map) with the same answer every way, including
-//! for duplicates, bad entries and names out of order; hashes.
+//! for duplicates, bad entries and names out of order; hashes; delegated paths.
 
 #![allow(clippy::unwrap_used)]
 
@@ -378,4 +378,30 @@ fn signing_refuses_what_has_no_canonical_form() {
         .unwrap();
     let e = Metadata::sign("targets", t, &[SigningKey::plain(&key)]).unwrap_err();
     assert!(e.to_string().contains("floating-point"), "{e}");
+}
+
+#[test]
+fn delegated_paths_are_narrowed_by_the_delegator() {
+    use notarium_tuf::metadata::{paths_allow, DelegationRole};
+    let paths = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let role = DelegationRole::new(
+        RoleName::new("targets/a/b").unwrap(),
+        vec![],
+        1,
+        paths(&["team-a/x", "team-b/", "", "team-a/"]),
+    );
+    // Under `targets` the role's own paths stand.
+    assert_eq!(role.effective_paths(None), role.paths);
+    // Under a delegation to team-a/, only what lies inside team-a/ is kept: "" (all)
+    // and team-b/ are not widened into the parent's space.
+    let eff = role.effective_paths(Some(&paths(&["team-a/"])));
+    assert_eq!(eff, paths(&["team-a/x", "team-a/"]));
+    assert!(paths_allow(&eff, "team-a/x1"));
+    assert!(paths_allow(&eff, "team-a/y"));
+    assert!(!paths_allow(&eff, "team-b/app"));
+    assert!(!paths_allow(&eff, "other"));
+    // A delegator with no paths leaves nothing.
+    assert!(role.effective_paths(Some(&[])).is_empty());
+    // "" allows every name.
+    assert!(paths_allow(&paths(&[""]), "anything"));
 }
