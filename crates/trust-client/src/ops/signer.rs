@@ -61,18 +61,31 @@ pub fn add(
             .map_err(|e| TrustError::Usage(format!("{}: {e}", f.display())))?;
         keys.push(k);
     }
+    each_repo(repos, err, "failed to add signer to", |r| {
+        let _ = writeln!(out, "Adding signer \"{name}\" to {r}...");
+        add_one(ctx, out, name, &keys, r)?;
+        let _ = writeln!(out, "Successfully added signer: {name} to {r}\n");
+        Ok(())
+    })
+}
+
+/// Run `one` on each repository as docker does: with one repository its error is the
+/// whole story, on one line; with several, each error goes to `err` and the others still
+/// run, then one error names those that failed.
+fn each_repo(
+    repos: &[String],
+    err: &mut dyn Write,
+    failed_to: &str,
+    mut one: impl FnMut(&str) -> Result<()>,
+) -> Result<()> {
     let mut failed = Vec::new();
     for r in repos {
-        let _ = writeln!(out, "Adding signer \"{name}\" to {r}...");
-        match add_one(ctx, out, name, &keys, r) {
-            Ok(()) => {
-                let _ = writeln!(out, "Successfully added signer: {name} to {r}\n");
-            }
-            // One repository: its error is the whole story, on one line.
+        match one(r) {
+            Ok(()) => {}
             Err(e) if repos.len() == 1 => return Err(e),
             Err(e) => {
                 let _ = writeln!(err, "{e}\n");
-                failed.push(r.clone());
+                failed.push(r.as_str());
             }
         }
     }
@@ -80,7 +93,7 @@ pub fn add(
         Ok(())
     } else {
         Err(TrustError::Usage(format!(
-            "failed to add signer to: {}",
+            "{failed_to}: {}",
             failed.join(", ")
         )))
     }
@@ -142,29 +155,13 @@ pub fn remove(
             "releases is a reserved keyword and cannot be removed".into(),
         ));
     }
-    let mut failed = Vec::new();
-    for r in repos {
+    each_repo(repos, err, "error removing signer from", |r| {
         let _ = writeln!(out, "Removing signer \"{name}\" from {r}...");
-        match remove_one(ctx, out, input, name, r, force) {
-            Ok(true) => {
-                let _ = writeln!(out, "Successfully removed {name} from {r}\n");
-            }
-            Ok(false) => {}
-            Err(e) if repos.len() == 1 => return Err(e),
-            Err(e) => {
-                let _ = writeln!(err, "{e}\n");
-                failed.push(r.clone());
-            }
+        if remove_one(ctx, out, input, name, r, force)? {
+            let _ = writeln!(out, "Successfully removed {name} from {r}\n");
         }
-    }
-    if failed.is_empty() {
         Ok(())
-    } else {
-        Err(TrustError::Usage(format!(
-            "error removing signer from: {}",
-            failed.join(", ")
-        )))
-    }
+    })
 }
 
 fn remove_one(
