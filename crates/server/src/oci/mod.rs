@@ -412,8 +412,7 @@ async fn get_blob(reg: &Registry, name: &str, d: &Digest, req: &Parts) -> OciRes
     let body = if req.method == Method::HEAD || count == 0 {
         Body::empty()
     } else {
-        drop(file);
-        Body::from_stream(blobs::stream_file(reg.blobs.blob_path(d), start, count))
+        Body::from_stream(blobs::stream_file(file, start, count))
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
