@@ -1,6 +1,7 @@
 //! Registry operations over the OCI distribution API.
 
 use super::{DockerConfig, NetError, Session, TlsOptions};
+use crate::digest::{Algorithm, Digest, Hasher};
 use crate::reference::{is_loopback_host, Reference};
 
 /// Media types notarium asks for: OCI image manifests and indexes, Docker schema 2
@@ -73,10 +74,21 @@ pub fn resolve(session: &Session, r: &Reference) -> Result<Option<Manifest>, Net
         .clone()
         .or_else(|| r.tag.clone())
         .unwrap_or_else(|| "latest".into());
-    let path = format!("/v2/{}/manifests/{what}", r.path);
+    fetch_manifest(session, &r.path, &what)
+}
+
+/// `GET /v2/<repo>/manifests/<reference>`: the manifest's bytes, checked against the
+/// digest asked for (a digest reference) and the one the registry names
+/// (`Docker-Content-Digest`); `None` when the registry has no such manifest.
+pub fn fetch_manifest(
+    session: &Session,
+    repo: &str,
+    reference: &str,
+) -> Result<Option<Manifest>, NetError> {
+    let path = format!("/v2/{repo}/manifests/{reference}");
     let url = format!("{}{path}", session.base());
     let rb = session
-        .request(reqwest::Method::GET, &path, &pull_scope(&r.path))?
+        .request(reqwest::Method::GET, &path, &pull_scope(repo))?
         .header(reqwest::header::ACCEPT, MANIFEST_ACCEPT);
     let resp = session.send(rb, &url)?;
     match resp.status().as_u16() {
@@ -94,7 +106,7 @@ pub fn resolve(session: &Session, r: &Reference) -> Result<Option<Manifest>, Net
         .headers()
         .get("Docker-Content-Digest")
         .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+        .and_then(|v| Digest::parse(v).ok());
     let media_type = resp
         .headers()
         .get(reqwest::header::CONTENT_TYPE)
@@ -102,22 +114,29 @@ pub fn resolve(session: &Session, r: &Reference) -> Result<Option<Manifest>, Net
         .map(|s| s.split(';').next().unwrap_or(s).trim().to_owned())
         .unwrap_or_default();
     let bytes = super::read_limited(resp, MAX_MANIFEST, &url)?;
-    let digest = format!("sha256:{}", hex::encode(tuf::hash::sha256(&bytes)));
-    if let Some(h) = header_digest {
-        if h.starts_with("sha256:") && h != digest {
-            return Err(NetError::Io {
-                url,
-                cause: format!(
-                    "the registry says the manifest is {h}, but its bytes hash to {digest}"
-                ),
-            });
-        }
-    }
-    if let Some(want) = &r.digest {
-        if want != &digest {
+    let wanted = Digest::parse(reference).ok();
+    let hash = |alg: Algorithm| {
+        let mut h = Hasher::new(alg);
+        h.update(&bytes);
+        h.finish()
+    };
+    let digest = hash(wanted.as_ref().map_or(Algorithm::Sha256, Digest::algorithm));
+    if let Some(want) = wanted {
+        if want != digest {
             return Err(NetError::Io {
                 url,
                 cause: format!("asked for {want}, got content hashing to {digest}"),
+            });
+        }
+    }
+    if let Some(h) = header_digest {
+        let actual = hash(h.algorithm());
+        if h != actual {
+            return Err(NetError::Io {
+                url,
+                cause: format!(
+                    "the registry says the manifest is {h}, but its bytes hash to {actual}"
+                ),
             });
         }
     }
@@ -131,7 +150,7 @@ pub fn resolve(session: &Session, r: &Reference) -> Result<Option<Manifest>, Net
     };
     Ok(Some(Manifest {
         size: bytes.len() as u64,
-        digest,
+        digest: digest.to_string(),
         media_type,
         bytes,
     }))

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::oci::{self, MANIFEST_ACCEPT, MAX_MANIFEST};
+use super::oci;
 use super::{NetError, Session};
 use crate::digest::Digest;
 use crate::image::{ImageError, ImageSink, ImageSource, Root};
@@ -198,46 +198,7 @@ impl<'s> Repository<'s> {
 
     /// A manifest by tag or digest, its bytes checked against the digest asked for.
     pub fn get_manifest(&self, reference: &str) -> Result<Option<oci::Manifest>, NetError> {
-        let path = format!("/v2/{}/manifests/{reference}", self.name);
-        let url = self.url(&path);
-        let rb = self
-            .session
-            .request(reqwest::Method::GET, &path, &self.pull_scope())?
-            .header(reqwest::header::ACCEPT, MANIFEST_ACCEPT);
-        let r = self.session.send(rb, &url)?;
-        match r.status().as_u16() {
-            200 => {}
-            404 => return Ok(None),
-            _ => return Err(self.fail(url, r)),
-        }
-        let media_type = r
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.split(';').next().unwrap_or(s).trim().to_owned())
-            .unwrap_or_default();
-        let bytes = super::read_limited(r, MAX_MANIFEST, &url)?;
-        let digest = match Digest::parse(reference) {
-            Ok(want) => {
-                let mut h = want.hasher();
-                h.update(&bytes);
-                let got = h.finish();
-                if got != want {
-                    return Err(NetError::Io {
-                        url,
-                        cause: format!("asked for {want}, got content hashing to {got}"),
-                    });
-                }
-                got
-            }
-            Err(_) => Digest::sha256_of(&bytes),
-        };
-        Ok(Some(oci::Manifest {
-            size: bytes.len() as u64,
-            digest: digest.to_string(),
-            media_type,
-            bytes,
-        }))
+        oci::fetch_manifest(self.session, &self.name, reference)
     }
 
     /// Download a blob into `sink`, checked as it streams.
