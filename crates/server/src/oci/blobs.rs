@@ -12,6 +12,7 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use axum::body::Body;
 use bytes::Bytes;
@@ -21,8 +22,8 @@ use registry::Digest;
 
 /// Bytes handed to the writer thread at a time.
 const BATCH: usize = 1 << 20;
-/// Batches in flight between the network and the disk.
-const IN_FLIGHT: usize = 4;
+/// Bytes of an upload received and not yet written, at most.
+const IN_FLIGHT_BYTES: usize = 2 * BATCH;
 /// A download reads this much at a time, and at most `READ_AHEAD` reads ahead of the
 /// network: a few megabytes per download, however many run at once.
 const READ_CHUNK: usize = 1 << 20;
@@ -186,18 +187,21 @@ impl BlobStore {
     /// (the client may resume from the new size).
     pub async fn append(&self, up: &mut Upload, body: Body) -> Result<u64, BlobError> {
         let path = self.upload_path(&up.id);
-        // Frames as they arrive (no copy); about a megabyte of them in flight.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(IN_FLIGHT * 64);
+        // Frames as they arrive (no copy), at most `IN_FLIGHT_BYTES` of them between the
+        // network and the disk: each frame holds permits for its bytes until written.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Bytes, OwnedSemaphorePermit)>();
+        let budget = Arc::new(Semaphore::new(IN_FLIGHT_BYTES));
         let hasher = up.hasher.take();
         let start = up.size;
         let writer = tokio::task::spawn_blocking(move || {
             let mut out = registry::direct::Appender::open(&path, start, BATCH)?;
             let mut hasher = hasher;
-            while let Some(chunk) = rx.blocking_recv() {
+            while let Some((chunk, permit)) = rx.blocking_recv() {
                 out.push(&chunk)?;
                 if let Some(h) = hasher.as_mut() {
                     h.update(&chunk);
                 }
+                drop(permit);
             }
             let end = out.finish()?;
             Ok::<_, std::io::Error>((hasher, end - start))
@@ -208,7 +212,11 @@ impl BlobStore {
             match frame {
                 Ok(f) => {
                     if let Ok(data) = f.into_data() {
-                        if tx.send(data).await.is_err() {
+                        let n = data.len().min(IN_FLIGHT_BYTES) as u32;
+                        let Ok(permit) = budget.clone().acquire_many_owned(n).await else {
+                            break;
+                        };
+                        if tx.send((data, permit)).is_err() {
                             break;
                         }
                     }
