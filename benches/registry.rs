@@ -6,7 +6,7 @@
 //! servers' peak memory so far (VmHWM), and skopeo's time for the same copy between two
 //! directories.
 //!
-//! Run: `cargo bench --bench registry` (needs skopeo and docker-registry; ~14 GiB of
+//! Run: `cargo bench --bench registry` (needs skopeo and docker-registry; ~22 GiB of
 //! temporary disk). `BENCH_SIZE_MB=1024` and `BENCH_SKOPEO_MB=512` change the sizes.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -150,32 +150,48 @@ fn main() {
     let cold = pull();
     let warm = pull();
     let (rss2, hwm2) = memory(pid);
-    // Eight pulls at once: memory per download stays a few megabytes.
-    let _ = Command::new("sync").status();
-    let t = Instant::now();
-    let pulls: Vec<_> = (0..8)
-        .map(|i| {
-            Command::new(BIN)
-                .args([
-                    "pull",
-                    "--disable-content-trust",
-                    &format!("{host}/bench/big:v1"),
-                ])
-                .arg(tmp.path().join(format!("out{i}")))
-                .env("DOCKER_CONFIG", &docker_config)
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for mut p in pulls {
-        assert!(p.wait().unwrap().success());
-    }
-    let eight = t.elapsed().as_secs_f64();
+    // Eight pulls at once, then eight pushes to eight repositories at once: memory per
+    // transfer stays a few megabytes.
+    let at_once = |args: &dyn Fn(usize) -> Vec<std::ffi::OsString>| {
+        let _ = Command::new("sync").status();
+        let t = Instant::now();
+        let children: Vec<_> = (0..8)
+            .map(|i| {
+                Command::new(BIN)
+                    .args(args(i))
+                    .env("DOCKER_CONFIG", &docker_config)
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut c in children {
+            assert!(c.wait().unwrap().success());
+        }
+        t.elapsed().as_secs_f64()
+    };
+    let out_i = |i: usize| tmp.path().join(format!("out{i}"));
+    let eight_pulls = at_once(&|i| {
+        vec![
+            "pull".into(),
+            "--disable-content-trust".into(),
+            format!("{host}/bench/big:v1").into(),
+            out_i(i).into(),
+        ]
+    });
     let (rss3, hwm3) = memory(pid);
     for i in 0..8 {
-        std::fs::remove_dir_all(tmp.path().join(format!("out{i}"))).unwrap();
+        std::fs::remove_dir_all(out_i(i)).unwrap();
     }
+    let eight_pushes = at_once(&|i| {
+        vec![
+            "push".into(),
+            "--disable-content-trust".into(),
+            src.clone().into(),
+            format!("{host}/bench/big{i}:v1").into(),
+        ]
+    });
+    let (rss4, hwm4) = memory(pid);
     let gb = mb as f64 / 1024.0 * 1.073_741_824;
     println!();
     println!("| {mb} MiB blob, notarium push/pull over TLS | time | throughput | server RSS (before → after, peak) |");
@@ -186,7 +202,8 @@ fn main() {
         gb / cold
     );
     println!("| `notarium pull`, from the page cache | {warm:.2} s | {:.2} GB/s | {rss1:.1} → {rss2:.1} MB, peak {hwm2:.1} MB |", gb / warm);
-    println!("| 8 `notarium pull`s at once | {eight:.2} s | {:.2} GB/s | {rss2:.1} → {rss3:.1} MB, peak {hwm3:.1} MB |", 8.0 * gb / eight);
+    println!("| 8 `notarium pull`s at once | {eight_pulls:.2} s | {:.2} GB/s | {rss2:.1} → {rss3:.1} MB, peak {hwm3:.1} MB |", 8.0 * gb / eight_pulls);
+    println!("| 8 `notarium push`es at once (8 repositories) | {eight_pushes:.2} s | {:.2} GB/s | {rss3:.1} → {rss4:.1} MB, peak {hwm4:.1} MB |", 8.0 * gb / eight_pushes);
     std::fs::remove_dir_all(&src).unwrap();
 
     // skopeo into and out of notarium and the CNCF registry.
