@@ -112,12 +112,20 @@ pub struct Session {
     http: reqwest::blocking::Client,
     /// For streaming large bodies up (the blocking client sends readers 8 KiB at a time).
     tls: TlsOptions,
+    /// The async client and its runtime for those uploads, made on the first one and
+    /// kept: every blob of a push reuses its connection.
+    streamer: std::sync::OnceLock<Streamer>,
     /// `https://host[:port][/prefix]`, no trailing slash.
     pub base: String,
     host: String,
     creds: Option<Credentials>,
     challenge: Option<Challenge>,
     token: Mutex<Option<Token>>,
+}
+
+struct Streamer {
+    rt: tokio::runtime::Runtime,
+    client: reqwest::Client,
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -232,6 +240,7 @@ impl Session {
         Ok(Session {
             http,
             tls: tls.clone(),
+            streamer: std::sync::OnceLock::new(),
             base,
             host,
             creds,
@@ -414,13 +423,7 @@ impl Session {
     ) -> Result<(u16, String), NetError> {
         let url = format!("{}{path}", self.base);
         let auth = self.authorization(scope)?;
-        let mut b = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .connect_timeout(Duration::from_secs(30));
-        if self.base.starts_with("https://") {
-            b = b.use_preconfigured_tls(tls::client_config(&self.tls)?);
-        }
-        let client = b.build().map_err(|e| NetError::Config(e.to_string()))?;
+        let Streamer { rt, client } = self.streamer()?;
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
         let reader = std::thread::spawn(move || {
             let mut body = body;
@@ -450,10 +453,6 @@ impl Session {
         let stream = futures_util::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         });
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| NetError::Config(e.to_string()))?;
         let result = rt.block_on(async {
             let mut rb = client
                 .request(method, &url)
@@ -482,6 +481,24 @@ impl Session {
             403 => Err(NetError::Forbidden { url }),
             _ => Ok((status, summarize(&text))),
         }
+    }
+
+    fn streamer(&self) -> Result<&Streamer, NetError> {
+        if let Some(s) = self.streamer.get() {
+            return Ok(s);
+        }
+        let mut b = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .connect_timeout(Duration::from_secs(30));
+        if self.base.starts_with("https://") {
+            b = b.use_preconfigured_tls(tls::client_config(&self.tls)?);
+        }
+        let client = b.build().map_err(|e| NetError::Config(e.to_string()))?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| NetError::Config(e.to_string()))?;
+        Ok(self.streamer.get_or_init(|| Streamer { rt, client }))
     }
 
     pub fn base(&self) -> &str {
