@@ -102,9 +102,13 @@ pub fn run(args: ServerArgs) -> Result<(), String> {
         let r = rt
             .block_on(server::collect_garbage(&config.data_dir, grace, dry_run))
             .map_err(|e| e.to_string())?;
-        let verb = if dry_run { "would delete" } else { "deleted" };
+        let (verb, removed) = if dry_run {
+            ("would delete", "would remove")
+        } else {
+            ("deleted", "removed")
+        };
         println!(
-            "{verb} {} blobs ({} bytes); kept {} referenced and {} younger than the grace period; removed {} abandoned uploads",
+            "{verb} {} blobs ({} bytes); kept {} referenced and {} younger than the grace period; {removed} {} abandoned uploads",
             r.deleted, r.bytes_freed, r.kept, r.young, r.uploads_removed
         );
         return Ok(());

@@ -554,21 +554,40 @@ fn gc_deletes_only_what_no_manifest_references() {
             ))
             .unwrap();
         assert_eq!(r.deleted, 0);
-        report = Some(
-            rt.block_on(notarium_server::collect_garbage(
+        let uploads = || {
+            std::fs::read_dir(dir.join("registry/uploads"))
+                .unwrap()
+                .count()
+        };
+        // The abandoned upload is its data and its .repo file.
+        assert_eq!(uploads(), 2);
+        // A dry run says the same as the real run below, and removes nothing.
+        let dry = rt
+            .block_on(notarium_server::collect_garbage(
+                dir,
+                std::time::Duration::ZERO,
+                true,
+            ))
+            .unwrap();
+        assert_eq!((dry.deleted, dry.uploads_removed), (4, 1), "{dry:?}");
+        assert_eq!(uploads(), 2);
+        let r = rt
+            .block_on(notarium_server::collect_garbage(
                 dir,
                 std::time::Duration::ZERO,
                 false,
             ))
-            .unwrap(),
-        );
+            .unwrap();
+        assert_eq!(r, dry);
+        assert_eq!(uploads(), 0);
+        report = Some(r);
     });
     let report = report.unwrap();
     // The dropped image's config and big layer, and the orphan; the small first layer
     // differs per image too.
     assert_eq!(report.deleted, 4, "{report:?}");
     assert_eq!(report.kept, 3, "{report:?}");
-    assert!(report.uploads_removed >= 1, "{report:?}");
+    assert_eq!(report.uploads_removed, 1, "{report:?}");
     let api = Api::new(&s);
     for b in kept.blobs() {
         assert_eq!(

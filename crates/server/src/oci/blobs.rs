@@ -291,8 +291,8 @@ impl BlobStore {
         let _ = tokio::fs::remove_file(self.upload_meta_path(id)).await;
     }
 
-    /// Every stored blob with its last modification (for garbage collection).
-    pub fn list_blobs(&self) -> std::io::Result<Vec<(Digest, SystemTime)>> {
+    /// Every stored blob with its last modification and size (for garbage collection).
+    pub fn list_blobs(&self) -> std::io::Result<Vec<(Digest, SystemTime, u64)>> {
         let mut out = Vec::new();
         for alg in ["sha256", "sha512"] {
             let dir = self.root.join("blobs").join(alg);
@@ -306,7 +306,8 @@ impl BlobStore {
                     let name = f.file_name();
                     let Some(name) = name.to_str() else { continue };
                     if let Ok(d) = Digest::parse(&format!("{alg}:{name}")) {
-                        out.push((d, f.metadata()?.modified()?));
+                        let m = f.metadata()?;
+                        out.push((d, m.modified()?, m.len()));
                     }
                 }
             }
@@ -321,14 +322,29 @@ impl BlobStore {
         }
     }
 
-    /// Upload files not touched since `before` (abandoned uploads, or left by a crash).
-    pub fn remove_stale_uploads(&self, before: SystemTime) -> std::io::Result<usize> {
+    /// Uploads not touched since `before` (abandoned, or left by a crash): their data and
+    /// their `.repo` file are removed (unless `dry_run`); how many uploads that is.
+    pub fn remove_stale_uploads(
+        &self,
+        before: SystemTime,
+        dry_run: bool,
+    ) -> std::io::Result<usize> {
         let mut n = 0;
         for f in std::fs::read_dir(self.root.join("uploads"))? {
             let f = f?;
+            let name = f.file_name();
+            let Some(id) = name.to_str().filter(|n| !n.ends_with(".repo")) else {
+                continue;
+            };
             if f.metadata()?.modified()? < before {
-                std::fs::remove_file(f.path())?;
                 n += 1;
+                if !dry_run {
+                    std::fs::remove_file(f.path())?;
+                    match std::fs::remove_file(self.upload_meta_path(id)) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                        _ => {}
+                    }
+                }
             }
         }
         Ok(n)

@@ -32,7 +32,7 @@ pub async fn collect(reg: &Registry, grace: Duration, dry_run: bool) -> Result<G
         .checked_sub(grace)
         .unwrap_or(SystemTime::UNIX_EPOCH);
     let mut report = GcReport::default();
-    for (digest, modified) in reg.blobs.list_blobs()? {
+    for (digest, modified, size) in reg.blobs.list_blobs()? {
         if referenced.contains(&digest.to_string()) {
             report.kept += 1;
             continue;
@@ -41,7 +41,7 @@ pub async fn collect(reg: &Registry, grace: Duration, dry_run: bool) -> Result<G
             report.young += 1;
             continue;
         }
-        report.bytes_freed += reg.blobs.stat(&digest).await?.unwrap_or(0);
+        report.bytes_freed += size;
         report.deleted += 1;
         if !dry_run {
             // Unlink first: a repository must never list a blob that is gone.
@@ -49,8 +49,6 @@ pub async fn collect(reg: &Registry, grace: Duration, dry_run: bool) -> Result<G
             reg.blobs.delete_blob(&digest)?;
         }
     }
-    if !dry_run {
-        report.uploads_removed = reg.blobs.remove_stale_uploads(cutoff)?;
-    }
+    report.uploads_removed = reg.blobs.remove_stale_uploads(cutoff, dry_run)?;
     Ok(report)
 }
