@@ -28,6 +28,11 @@ enum Command {
     /// Pull an image to an OCI layout or a tarball for `docker load` (only what is
     /// signed, with content trust).
     Pull(cmd::image::PullArgs),
+    /// Log in to a registry (and its trust server): credentials into `config.json`, as
+    /// `docker login` stores them.
+    Login(cmd::login::LoginArgs),
+    /// Log out from a registry.
+    Logout(cmd::login::LogoutArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +42,8 @@ fn main() -> ExitCode {
         Command::Trust(args) => cmd::trust::run(args),
         Command::Push(args) => cmd::image::push(args),
         Command::Pull(args) => cmd::image::pull(args),
+        Command::Login(args) => cmd::login::login(args),
+        Command::Logout(args) => cmd::login::logout(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

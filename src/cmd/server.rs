@@ -31,9 +31,16 @@ pub struct ServerArgs {
     /// Extra name or IP for the generated certificate (repeatable).
     #[arg(long, value_name = "NAME")]
     tls_san: Vec<String>,
-    /// Serve plain HTTP (for use behind a TLS-terminating proxy).
+    /// Serve plain HTTP (for use behind a TLS-terminating proxy). On a non-loopback address
+    /// it must be given here, not only in the config file.
     #[arg(long)]
     insecure_http: bool,
+    /// Serve a non-loopback address without authentication (anyone may change anything).
+    #[arg(long)]
+    no_auth: bool,
+    /// Log lines as `text` (default) or `json`.
+    #[arg(long, value_name = "FORMAT", value_parser = ["text", "json"])]
+    log_format: Option<String>,
     /// Development mode: allow running without NOTARIUM_KEY_PASSPHRASE (empty passphrase).
     #[arg(long)]
     dev: bool,
@@ -54,6 +61,23 @@ enum ServerAction {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Manage the users of builtin auth (the `[auth] htpasswd` file, else
+    /// `<data-dir>/auth/htpasswd`). A running server picks the change up.
+    #[command(subcommand)]
+    User(UserAction),
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Add a user, or set a user's password (asked twice on a terminal).
+    Add {
+        name: String,
+        /// Read the password from standard input (one line).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Remove a user.
+    Remove { name: String },
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -72,46 +96,33 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 pub fn run(args: ServerArgs) -> Result<(), String> {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("NOTARIUM_LOG")
-        .unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-
     let mut config = ServerConfig::default();
+    let mut log_format = None;
     if let Some(path) = &args.config {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let file: FileConfig =
             toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        log_format = file.log_format.clone();
         config
             .apply_file(file)
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }
+    let json = match args.log_format.as_deref().or(log_format.as_deref()) {
+        None | Some("text") => false,
+        Some("json") => true,
+        Some(other) => return Err(format!("log_format {other:?}: expected text or json")),
+    };
+    let _log_guard = init_logging(json);
     if let Some(a) = args.addr {
         config.addr = a;
     }
     if let Some(d) = args.data_dir {
         config.data_dir = d;
     }
-    if let Some(ServerAction::Gc { grace, dry_run }) = args.action {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("runtime: {e}"))?;
-        let r = rt
-            .block_on(server::collect_garbage(&config.data_dir, grace, dry_run))
-            .map_err(|e| e.to_string())?;
-        let (verb, removed) = if dry_run {
-            ("would delete", "would remove")
-        } else {
-            ("deleted", "removed")
-        };
-        println!(
-            "{verb} {} blobs ({} bytes); kept {} referenced and {} younger than the grace period; {removed} {} abandoned uploads",
-            r.deleted, r.bytes_freed, r.kept, r.young, r.uploads_removed
-        );
-        return Ok(());
+    match args.action {
+        Some(ServerAction::Gc { grace, dry_run }) => return gc(&config, grace, dry_run),
+        Some(ServerAction::User(action)) => return user(&config, action),
+        None => {}
     }
     if args.tls_cert.is_some() {
         config.tls_cert = args.tls_cert;
@@ -119,6 +130,8 @@ pub fn run(args: ServerArgs) -> Result<(), String> {
     }
     config.tls_san.extend(args.tls_san);
     config.insecure_http |= args.insecure_http;
+    config.allow_insecure_http = args.insecure_http;
+    config.allow_no_auth = args.no_auth;
     config.dev = args.dev;
     if let Some(a) = args.key_algorithm {
         config.key_algorithm = server::config::parse_algorithm(&a)?;
@@ -128,6 +141,9 @@ pub fn run(args: ServerArgs) -> Result<(), String> {
     }
     if config.dev && config.key_passphrase.is_none() {
         eprintln!("warning: --dev: server keys are sealed with an empty passphrase");
+    }
+    for w in config.check_exposure()? {
+        eprintln!("{w}");
     }
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -152,11 +168,99 @@ pub fn run(args: ServerArgs) -> Result<(), String> {
             None => String::new(),
         };
         println!("notarium server ready at {scheme}://{local}{ca}");
+        if let Some(crt) = app.auth.token_cert_file() {
+            tracing::info!(
+                "builtin auth: tokens at {scheme}://{local}/auth/token, signed by the certificate in {}",
+                crt.display()
+            );
+        }
+        if app.auth.mode != server::auth::Mode::None && app.auth.policy().is_empty() {
+            tracing::warn!("no [[auth.access]] rules: every request that needs access is refused");
+        }
         let _ = std::io::stdout().flush();
         server::serve(listener, app, tls.map(|t| t.1), shutdown_signal())
             .await
             .map_err(|e| e.to_string())
     })
+}
+
+/// Log to stderr, text or JSON lines, written off the request path (a request never
+/// waits for the terminal unless the buffer is full).
+fn init_logging(json: bool) -> tracing_appender::non_blocking::WorkerGuard {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NOTARIUM_LOG")
+        .unwrap_or_else(|_| "info".into());
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(writer);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    guard
+}
+
+fn gc(config: &ServerConfig, grace: std::time::Duration, dry_run: bool) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("runtime: {e}"))?;
+    let r = rt
+        .block_on(server::collect_garbage(&config.data_dir, grace, dry_run))
+        .map_err(|e| e.to_string())?;
+    let (verb, removed) = if dry_run {
+        ("would delete", "would remove")
+    } else {
+        ("deleted", "removed")
+    };
+    println!(
+        "{verb} {} blobs ({} bytes); kept {} referenced and {} younger than the grace period; {removed} {} abandoned uploads",
+        r.deleted, r.bytes_freed, r.kept, r.young, r.uploads_removed
+    );
+    Ok(())
+}
+
+fn user(config: &ServerConfig, action: UserAction) -> Result<(), String> {
+    use server::auth::htpasswd;
+    let path = config.auth.htpasswd_path(&config.data_dir);
+    match action {
+        UserAction::Add {
+            name,
+            password_stdin,
+        } => {
+            htpasswd::check_user_name(&name)?;
+            let password = if password_stdin {
+                super::prompt::line_from_stdin()?
+            } else {
+                let p = super::prompt::secret("Password: ")?;
+                if super::prompt::is_terminal() {
+                    let again = super::prompt::secret("Repeat password: ")?;
+                    if *again != *p {
+                        return Err("the passwords do not match".into());
+                    }
+                }
+                p
+            };
+            let new = htpasswd::set_password(&path, &name, &password, config.auth.bcrypt_cost)
+                .map_err(|e| e.to_string())?;
+            if new {
+                println!("added user {name} to {}", path.display());
+            } else {
+                println!("changed the password of {name} in {}", path.display());
+            }
+        }
+        UserAction::Remove { name } => {
+            if !htpasswd::remove_user(&path, &name).map_err(|e| e.to_string())? {
+                return Err(format!("no user {name} in {}", path.display()));
+            }
+            println!("removed user {name} from {}", path.display());
+        }
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -22,12 +22,27 @@ pub fn root_certificate(
     now: DateTime,
     days: i64,
 ) -> Result<PublicKey> {
+    let der = self_signed(key, gun.as_str(), now, days, true)?;
+    let pem = tuf::x509::go_pem("CERTIFICATE", &[], &der);
+    Ok(PublicKey::new(KeyType::EcdsaX509, pem.into_bytes()))
+}
+
+/// A self-signed certificate (DER) over an ECDSA `key`: subject CN = `common_name`, a
+/// random 128-bit serial, valid from `now` for `days`, digitalSignature +
+/// keyEncipherment, CA:FALSE, and extended key usage codeSigning when `code_signing`.
+pub fn self_signed(
+    key: &PrivateKey,
+    common_name: &str,
+    now: DateTime,
+    days: i64,
+    code_signing: bool,
+) -> Result<Vec<u8>> {
     let pkcs8 = key.to_pkcs8_v1_for_certs()?;
     let kp =
         KeyPair::try_from(pkcs8.as_slice()).map_err(|e| KeyError::Certificate(e.to_string()))?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, gun.as_str());
+    dn.push(DnType::CommonName, common_name);
     params.distinguished_name = dn;
     let to_time = |t: DateTime| {
         time::OffsetDateTime::from_unix_timestamp(t.unix_secs())
@@ -44,14 +59,15 @@ pub fn root_certificate(
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
     ];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
+    if code_signing {
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
+    }
     params.is_ca = IsCa::ExplicitNoCa;
     params.use_authority_key_identifier_extension = false;
     let cert = params
         .self_signed(&kp)
         .map_err(|e| KeyError::Certificate(e.to_string()))?;
-    let pem = tuf::x509::go_pem("CERTIFICATE", &[], cert.der());
-    Ok(PublicKey::new(KeyType::EcdsaX509, pem.into_bytes()))
+    Ok(cert.der().to_vec())
 }
 
 /// A public key file as `docker trust key generate` writes it (`NAME.pub`): PEM

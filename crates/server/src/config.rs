@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::auth::{AuthSettings, Mode};
+
 /// The TOML file (every field optional).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,6 +30,9 @@ pub struct FileConfig {
     pub max_version_jump: Option<u64>,
     pub cache_current_secs: Option<u32>,
     pub cache_consistent_secs: Option<u32>,
+    /// `text` (default) or `json`.
+    pub log_format: Option<String>,
+    pub auth: Option<crate::auth::settings::AuthFile>,
 }
 
 /// The resolved settings the server runs with.
@@ -48,6 +53,11 @@ pub struct ServerConfig {
     pub max_version_jump: u64,
     pub cache_current_secs: u32,
     pub cache_consistent_secs: u32,
+    pub auth: AuthSettings,
+    /// `--no-auth`: serve without authentication on a non-loopback address.
+    pub allow_no_auth: bool,
+    /// `--insecure-http` given on the command line: plain HTTP on a non-loopback address.
+    pub allow_insecure_http: bool,
 }
 
 pub const DEFAULT_ADDR: &str = "127.0.0.1:4443";
@@ -75,6 +85,9 @@ impl Default for ServerConfig {
             max_version_jump: tuf::upload::Limits::default().max_version_jump,
             cache_current_secs: 300,
             cache_consistent_secs: 2_592_000,
+            auth: AuthSettings::default(),
+            allow_no_auth: false,
+            allow_insecure_http: false,
         }
     }
 }
@@ -123,7 +136,42 @@ impl ServerConfig {
         if let Some(v) = f.cache_consistent_secs {
             self.cache_consistent_secs = v.min(31_536_000);
         }
+        if let Some(a) = f.auth {
+            self.auth.apply(a)?;
+        }
         Ok(())
+    }
+
+    /// Refuse what would expose a non-loopback address: no authentication without
+    /// `--no-auth`, plain HTTP without `--insecure-http` on the command line. `Ok` holds
+    /// the warning lines of what was allowed explicitly.
+    pub fn check_exposure(&self) -> Result<Vec<String>, String> {
+        let addr = self.addr;
+        if addr.ip().is_loopback() {
+            return Ok(Vec::new());
+        }
+        let mut warnings = Vec::new();
+        if self.auth.mode == Mode::None {
+            if !self.allow_no_auth {
+                return Err(format!(
+                    "refusing to serve {addr} without authentication: it is not a loopback address; set [auth] mode = \"builtin\" or \"external\" in the config file, or pass --no-auth to let anyone change any repository"
+                ));
+            }
+            warnings.push(format!(
+                "warning: --no-auth: anyone who can reach {addr} can change and delete every repository"
+            ));
+        }
+        if self.insecure_http {
+            if !self.allow_insecure_http {
+                return Err(format!(
+                    "refusing to serve plain HTTP on {addr}: it is not a loopback address; pass --insecure-http on the command line if a TLS-terminating proxy is in front"
+                ));
+            }
+            warnings.push(format!(
+                "warning: --insecure-http: {addr} serves plain HTTP; passwords and tokens cross the network unencrypted unless a TLS proxy is in front"
+            ));
+        }
+        Ok(warnings)
     }
 }
 

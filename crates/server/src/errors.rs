@@ -18,6 +18,7 @@ pub enum Code {
     MalformedUpload,
     InvalidGun,
     InvalidParameters,
+    Unauthorized,
     Unknown,
 }
 
@@ -34,6 +35,7 @@ impl Code {
             Code::MalformedUpload => "MALFORMED_UPLOAD",
             Code::InvalidGun => "INVALID_GUN",
             Code::InvalidParameters => "INVALID_PARAMETERS",
+            Code::Unauthorized => "UNAUTHORIZED",
             Code::Unknown => "UNKNOWN",
         }
     }
@@ -50,6 +52,7 @@ impl Code {
             Code::MalformedUpload => "The body of your request is malformed.",
             Code::InvalidGun => "The server does not support actions on images of this name.",
             Code::InvalidParameters => "The parameters provided are not valid.",
+            Code::Unauthorized => "authentication required",
             Code::Unknown => "unknown error",
         }
     }
@@ -57,6 +60,7 @@ impl Code {
     pub fn status(self) -> StatusCode {
         match self {
             Code::MetadataNotFound => StatusCode::NOT_FOUND,
+            Code::Unauthorized => StatusCode::UNAUTHORIZED,
             Code::Updating | Code::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }

@@ -1,6 +1,8 @@
 //! HTTP: one fallback handler dispatches on [`crate::route::parse`], so the trust API and
-//! the registry share `/v2/` by grammar, not by router order.
+//! the registry share `/v2/` by grammar, not by router order. Every request is decided by
+//! [`crate::auth::Auth::authorize`] before a handler sees it, and logged once.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,11 +12,19 @@ use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, Method, StatusCode};
 use tuf::Gun;
 
+use crate::auth::scope::Access;
+use crate::auth::token::{TokenRequest, TokenUser};
+use crate::auth::{Grant, Refusal, Surface};
 use crate::errors::{ApiError, Code};
 use crate::metrics::Operation;
+use crate::oci::errors::{OciCode, OciError};
 use crate::route::{self, Route, TufFile};
 use crate::storage::StoredFile;
 use crate::App;
+
+/// The client's address, put on every request by the accept loop.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
 
 /// The axum router: every request goes through [`dispatch`].
 pub fn router(app: Arc<App>) -> axum::Router {
@@ -25,29 +35,148 @@ async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
     let started = Instant::now();
     let route = route::parse(req.uri().path());
     let method = req.method().clone();
-    let (op, resp) = handle(&app, route, req).await;
-    let mut resp = match resp {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
+    let requirement = route.requirement(&method, req.uri().query());
+    let kind = route.kind();
+    let (mut resp, user) = match app.auth.authorize(req.headers(), &requirement) {
+        Ok(grant) => {
+            let user = grant.user.clone();
+            let (op, resp) = handle(&app, route, req, grant).await;
+            let resp = resp.unwrap_or_else(|e| e.into_response());
+            if let Some(op) = op {
+                app.metrics
+                    .observe(op, resp.status().as_u16(), started.elapsed());
+            }
+            (resp, user)
+        }
+        Err(refusal) => {
+            let user = refusal.user().map(str::to_owned);
+            (refuse(requirement.surface, refusal, req).await, user)
+        }
     };
-    if let Some(op) = op {
-        app.metrics
-            .observe(op, resp.status().as_u16(), started.elapsed());
-    }
+    let user = match resp.extensions_mut().remove::<TokenUser>() {
+        Some(TokenUser(u)) => u,
+        None => user,
+    };
     if method == Method::HEAD {
         *resp.body_mut() = Body::empty();
+    }
+    tracing::info!(
+        target: "notarium::access",
+        method = %method,
+        route = kind,
+        repository = requirement.repository().unwrap_or("-"),
+        status = resp.status().as_u16(),
+        ms = format_args!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
+        user = user.as_deref().unwrap_or("-"),
+    );
+    resp
+}
+
+/// The answer to a refused request, in the envelope of the API it was for. Nothing was
+/// read or stored; a body the client sent is drained (or the connection closed).
+async fn refuse(surface: Surface, refusal: Refusal, req: Request) -> Response {
+    let drained = drain(req).await;
+    let access_detail = |needs: &[Access]| {
+        if needs.is_empty() {
+            return None;
+        }
+        Some(serde_json::Value::Array(
+            needs
+                .iter()
+                .flat_map(|a| {
+                    a.actions.iter().map(move |act| {
+                        serde_json::json!({
+                            "Type": a.kind.as_str(), "Class": "", "Name": a.name, "Action": act.as_str()
+                        })
+                    })
+                })
+                .collect(),
+        ))
+    };
+    let (mut resp, challenge) = match (refusal, surface) {
+        (
+            Refusal::GunPrefix {
+                update: true,
+                prefixes,
+            },
+            _,
+        ) => (
+            ApiError::with_detail(
+                Code::InvalidGun,
+                serde_json::Value::String(format!("Require GUNs with prefix: {prefixes:?}")),
+            )
+            .into_response(),
+            None,
+        ),
+        (Refusal::GunPrefix { update: false, .. }, _) => {
+            (ApiError::no_route().into_response(), None)
+        }
+        // Notary clients (docker trust, notary) report every status but 401 as "server
+        // unavailable", so a trust route says 401 to a user who may not, too.
+        (
+            Refusal::Unauthorized {
+                challenge, needs, ..
+            }
+            | Refusal::Denied {
+                challenge, needs, ..
+            },
+            Surface::Trust,
+        ) => (
+            ApiError {
+                code: Code::Unauthorized,
+                detail: access_detail(&needs),
+                status: None,
+            }
+            .into_response(),
+            Some(challenge),
+        ),
+        (
+            Refusal::Unauthorized {
+                challenge, needs, ..
+            },
+            _,
+        ) => (
+            OciError {
+                detail: access_detail(&needs),
+                ..OciError::new(OciCode::Unauthorized)
+            }
+            .into_response(),
+            Some(challenge),
+        ),
+        (Refusal::Denied { needs, .. }, _) => (
+            OciError {
+                detail: access_detail(&needs),
+                ..OciError::new(OciCode::Denied)
+            }
+            .into_response(),
+            None,
+        ),
+    };
+    let h = resp.headers_mut();
+    if let Some(c) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        h.insert(header::WWW_AUTHENTICATE, c);
+    }
+    if surface == Surface::Registry {
+        h.insert(
+            "Docker-Distribution-Api-Version",
+            HeaderValue::from_static("registry/2.0"),
+        );
+    }
+    if !drained {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     resp
 }
 
 type Handled = (Option<Operation>, Result<Response, ApiError>);
 
-async fn handle(app: &App, route: Route, req: Request) -> Handled {
+async fn handle(app: &App, route: Route, req: Request, grant: Grant) -> Handled {
     let m = req.method().clone();
     match (route, m) {
         (Route::Base, Method::GET | Method::HEAD) => (None, Ok(base())),
         (Route::Health, Method::GET) => (None, Ok(health(app).await)),
         (Route::Metrics, Method::GET) => (None, Ok(app.metrics.render())),
+        (Route::Token, Method::GET | Method::POST) => (None, Ok(token(app, req).await)),
         (Route::Repository(gun), Method::POST) => {
             (Some(Operation::UpdateTuf), update(app, &gun, req).await)
         }
@@ -75,21 +204,74 @@ async fn handle(app: &App, route: Route, req: Request) -> Handled {
             ))
         }),
         (Route::BadGun(_), _) => (None, Err(ApiError::not_found())),
-        (Route::Registry(rest), _) => match crate::oci::handle(&app.registry, &rest, req).await {
-            Some(r) => (None, Ok(r)),
-            None => (None, Err(ApiError::no_route())),
-        },
+        (Route::Registry(r), _) => (
+            None,
+            Ok(crate::oci::handle(&app.registry, r, req, grant.optional).await),
+        ),
+        (Route::RegistryInvalid(e), _) => (None, Ok(e.into_response())),
         _ => (None, Err(ApiError::no_route())),
     }
 }
 
-/// Read and discard a small request body before answering an error, so HTTP/2 clients
-/// see the answer rather than a reset stream. Large bodies are not read.
-async fn drain(req: Request) {
-    use http_body_util::BodyExt as _;
-    let _ = http_body_util::Limited::new(req.into_body(), 1 << 20)
+/// The token endpoint (builtin mode): GET with the query, POST with a form body.
+async fn token(app: &App, req: Request) -> Response {
+    let peer = req.extensions().get::<PeerAddr>().map(|p| p.0.ip());
+    let (parts, body) = req.into_parts();
+    let params = if parts.method == Method::POST {
+        use http_body_util::BodyExt as _;
+        match http_body_util::Limited::new(body, 64 << 10).collect().await {
+            Ok(b) => form_pairs(&String::from_utf8_lossy(&b.to_bytes())),
+            Err(_) => {
+                return (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "token requests are at most 64 KiB\n",
+                )
+                    .into_response()
+            }
+        }
+    } else {
+        form_pairs(parts.uri.query().unwrap_or(""))
+    };
+    let (mut r, user) = crate::auth::token::handle(
+        &app.auth,
+        TokenRequest {
+            method: parts.method,
+            headers: parts.headers,
+            params,
+            peer,
+        },
+    )
+    .await;
+    r.extensions_mut().insert(user);
+    r
+}
+
+/// `key=value` pairs of a query string or form body, decoded (`+` is a space).
+pub fn form_pairs(s: &str) -> Vec<(String, String)> {
+    s.split('&')
+        .filter(|p| !p.is_empty())
+        .take(256)
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            let dec = |s: &str| {
+                percent_encoding::percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            (dec(k), dec(v))
+        })
         .collect()
-        .await;
+}
+
+/// Read and discard a small request body before answering an error, so HTTP/2 clients
+/// see the answer rather than a reset stream. Large bodies are not read: `false` then,
+/// and the connection should close.
+async fn drain(req: Request) -> bool {
+    use http_body_util::BodyExt as _;
+    http_body_util::Limited::new(req.into_body(), 1 << 20)
+        .collect()
+        .await
+        .is_ok()
 }
 
 fn base() -> Response {

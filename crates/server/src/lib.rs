@@ -6,11 +6,13 @@
 //! * [`storage`]: the storage trait and its backends; [`signing`] + [`secrets`]: the
 //!   timestamp/snapshot keys the server holds, sealed at rest;
 //! * [`oci`]: the registry (OCI Distribution API) on the same port;
+//! * [`auth`]: who may do what (the one decision before every handler), users, tokens;
 //! * [`tls`], [`config`], [`metrics`].
 //!
 //! [`serve`] takes a bound listener, so tests run the real server in-process on port 0.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod config;
 pub mod errors;
 pub mod http;
@@ -57,6 +59,10 @@ pub enum StartError {
     Registry(#[from] oci::RegistryOpenError),
     #[error("garbage collection: {0}")]
     Gc(#[from] oci::gc::GcError),
+    #[error("auth: {0}")]
+    Auth(#[from] auth::AuthError),
+    #[error("{0}")]
+    Exposed(String),
 }
 
 /// Take the data directory's lock: one process at a time (server or `gc`).
@@ -93,6 +99,7 @@ pub async fn collect_garbage(
 pub struct App {
     pub trust: trust::TrustService,
     pub registry: oci::Registry,
+    pub auth: auth::Auth,
     pub metrics: metrics::Metrics,
     pub config: ServerConfig,
     /// Held for the process's lifetime: one server per data directory.
@@ -102,6 +109,7 @@ pub struct App {
 impl App {
     /// Open the data directory (creating it), its database and its sealed keys.
     pub async fn open(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Arc<App>, StartError> {
+        config.check_exposure().map_err(StartError::Exposed)?;
         let dir = &config.data_dir;
         keys::store::create_private_dir(dir).map_err(|e| StartError::Io {
             path: dir.display().to_string(),
@@ -122,11 +130,20 @@ impl App {
             max_version_jump: config.max_version_jump,
             ..Default::default()
         };
+        let auth = auth::Auth::open(
+            &config.auth,
+            &config.gun_prefixes,
+            dir,
+            &passphrase,
+            !config.insecure_http,
+            clock.clone(),
+        )?;
         let trust = trust::TrustService::new(storage, keys, clock, limits, 16 << 20);
         let registry = oci::Registry::open(dir)?;
         Ok(Arc::new(App {
             trust,
             registry,
+            auth,
             metrics: metrics::Metrics::default(),
             config,
             _lock: lock,
@@ -169,13 +186,16 @@ pub async fn serve<F>(
 where
     F: Future<Output = ()> + Send,
 {
+    if let Ok(local) = listener.local_addr() {
+        app.auth.bind(local, &app.config.tls_san);
+    }
     let router = http::router(app);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     tokio::pin!(shutdown);
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) => {
@@ -187,7 +207,8 @@ where
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let svc = TowerToHyperService::new(router.clone());
+        let svc =
+            TowerToHyperService::new(router.clone().layer(axum::Extension(http::PeerAddr(peer))));
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let acceptor = acceptor.clone();

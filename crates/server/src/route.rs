@@ -1,8 +1,19 @@
-//! The URL grammar of the Notary v1 API, parsed by hand: a GUN contains slashes, a
-//! delegation role contains slashes, and `/_trust/` separates them. GUN segments cannot
-//! start with `_`, so `/_trust/` occurs once and the parse is unambiguous.
+//! The URL grammar of every route, parsed before dispatch: the Notary v1 API by hand (a
+//! GUN contains slashes, a delegation role contains slashes, and `/_trust/` separates
+//! them; GUN segments cannot start with `_`, so `/_trust/` occurs once and the parse is
+//! unambiguous), then the registry's routes ([`crate::oci::route`]).
+//!
+//! [`Route::requirement`] says what each request needs: the scopes of
+//! notary-protocol.md §1 for trust routes and distribution's for registry routes. This is
+//! the one table the authorizer decides by.
 
+use http::Method;
 use tuf::{Gun, RoleName};
+
+use crate::auth::scope::{Access, Action};
+use crate::auth::{Need, Requirement, Surface};
+use crate::oci::errors::OciError;
+use crate::oci::route::OciRoute;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TufFile {
@@ -28,10 +39,14 @@ pub enum Route {
     Changefeed(Option<Gun>),
     Health,
     Metrics,
+    /// `/auth/token` (builtin mode's token endpoint).
+    Token,
     /// `/v2/<gun>/_trust/...` with a GUN that breaks the grammar.
     BadGun(String),
-    /// Anything under `/v2/` that is not trust data (the registry's routes).
-    Registry(String),
+    /// A registry route under `/v2/`.
+    Registry(OciRoute),
+    /// A registry route with a bad name, digest or tag: answered with this error.
+    RegistryInvalid(OciError),
     NotFound,
 }
 
@@ -44,6 +59,7 @@ pub fn parse(raw_path: &str) -> Route {
         "/v2/" | "/v2" => return Route::Base,
         "/_notary_server/health" => return Route::Health,
         "/metrics" => return Route::Metrics,
+        "/auth/token" => return Route::Token,
         "/v2/_trust/changefeed" => return Route::Changefeed(None),
         _ => {}
     }
@@ -53,7 +69,11 @@ pub fn parse(raw_path: &str) -> Route {
     // Like the reference, the GUN extends to the last `/_trust/`; the grammar then refuses
     // a GUN that itself contains `_trust`.
     let Some((gun, tail)) = rest.rsplit_once("/_trust/") else {
-        return Route::Registry(rest.to_owned());
+        return match crate::oci::route::parse(rest) {
+            Ok(Some(r)) => Route::Registry(r),
+            Ok(None) => Route::NotFound,
+            Err(e) => Route::RegistryInvalid(e),
+        };
     };
     let gun = match Gun::new(gun) {
         Ok(g) => g,
@@ -72,6 +92,113 @@ pub fn parse(raw_path: &str) -> Route {
         Some(f) => Route::File(gun, f),
         None => Route::NotFound,
     }
+}
+
+impl Route {
+    /// What a request with `method` (and `query`) on this route needs.
+    pub fn requirement(&self, method: &Method, query: Option<&str>) -> Requirement {
+        use Action::{All, Delete, Pull, Push};
+        let repo = |surface, name: &str, actions: &[Action]| Requirement {
+            surface,
+            need: Need::Access {
+                all: vec![Access::repository(name, actions)],
+                optional: None,
+            },
+            gun: None,
+        };
+        let trust = |gun: &Gun, actions: &[Action], update: bool| Requirement {
+            gun: Some((gun.as_str().to_owned(), update)),
+            ..repo(Surface::Trust, gun.as_str(), actions)
+        };
+        let reg = |name: &str, actions: &[Action]| repo(Surface::Registry, name, actions);
+        let catalog = |surface| Requirement {
+            surface,
+            need: Need::Access {
+                all: vec![Access::catalog()],
+                optional: None,
+            },
+            gun: None,
+        };
+        let m = method.clone();
+        match (self, m) {
+            (Route::Base, _) => Requirement {
+                surface: Surface::Registry,
+                need: Need::Authenticated,
+                gun: None,
+            },
+            (Route::Repository(g), Method::POST) => trust(g, &[Push, Pull], true),
+            (Route::Repository(g), Method::DELETE) => trust(g, &[All], false),
+            (Route::File(g, TufFile::Key(_)), Method::GET) => trust(g, &[Push, Pull], false),
+            (Route::File(g, TufFile::Key(_)), Method::POST) => trust(g, &[All], false),
+            (Route::File(g, _), Method::GET) => trust(g, &[Pull], false),
+            (Route::Changefeed(Some(g)), Method::GET) => trust(g, &[Pull], false),
+            (Route::Changefeed(None), Method::GET) => catalog(Surface::Trust),
+            (Route::Registry(r), m) => match (r, m) {
+                (OciRoute::Catalog, Method::GET) => catalog(Surface::Registry),
+                (
+                    OciRoute::Manifest(n, _)
+                    | OciRoute::Blob(n, _)
+                    | OciRoute::Tags(n)
+                    | OciRoute::Referrers(n, _),
+                    Method::GET | Method::HEAD,
+                ) => reg(n, &[Pull]),
+                (OciRoute::Manifest(n, _), Method::PUT) => reg(n, &[Push]),
+                (OciRoute::Manifest(n, _) | OciRoute::Blob(n, _), Method::DELETE) => {
+                    reg(n, &[Delete])
+                }
+                (OciRoute::Uploads(n), Method::POST) => {
+                    let mut r = reg(n, &[Push]);
+                    if let (Need::Access { optional, .. }, Some(from)) =
+                        (&mut r.need, mount_source(query))
+                    {
+                        *optional = Some(Access::repository(&from, &[Pull]));
+                    }
+                    r
+                }
+                (OciRoute::Upload(n, _), _) => reg(n, &[Push]),
+                _ => Requirement::open(Surface::Registry),
+            },
+            (Route::RegistryInvalid(_), _) => Requirement::open(Surface::Registry),
+            (
+                Route::Repository(_) | Route::File(..) | Route::Changefeed(_) | Route::BadGun(_),
+                _,
+            ) => Requirement::open(Surface::Trust),
+            _ => Requirement::open(Surface::Other),
+        }
+    }
+
+    /// A short name of the route for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Route::Base => "base",
+            Route::Repository(_) => "trust.repository",
+            Route::File(_, TufFile::Key(_)) => "trust.key",
+            Route::File(..) => "trust.metadata",
+            Route::Changefeed(_) => "trust.changefeed",
+            Route::Health => "health",
+            Route::Metrics => "metrics",
+            Route::Token => "token",
+            Route::BadGun(_) => "trust.invalid",
+            Route::Registry(r) => match r {
+                OciRoute::Catalog => "registry.catalog",
+                OciRoute::Manifest(..) => "registry.manifest",
+                OciRoute::Blob(..) => "registry.blob",
+                OciRoute::Uploads(_) | OciRoute::Upload(..) => "registry.upload",
+                OciRoute::Tags(_) => "registry.tags",
+                OciRoute::Referrers(..) => "registry.referrers",
+            },
+            Route::RegistryInvalid(_) => "registry.invalid",
+            Route::NotFound => "not_found",
+        }
+    }
+}
+
+/// The `from` of a cross-repository mount (`?mount=<digest>&from=<name>`), if valid.
+fn mount_source(query: Option<&str>) -> Option<String> {
+    let q = crate::http::form_pairs(query.unwrap_or(""));
+    let has_mount = q.iter().any(|(k, _)| k == "mount");
+    let from = q.into_iter().find(|(k, _)| k == "from").map(|(_, v)| v)?;
+    (has_mount && registry::reference::valid_repository(&from)).then_some(from)
 }
 
 fn parse_file(file: &str) -> Option<TufFile> {
@@ -150,8 +277,17 @@ mod tests {
         assert_eq!(parse("/_notary_server/health"), Route::Health);
         assert_eq!(
             parse("/v2/foo/bar/manifests/latest"),
-            Route::Registry("foo/bar/manifests/latest".into())
+            Route::Registry(OciRoute::Manifest(
+                "foo/bar".into(),
+                crate::oci::route::ManifestRef::Tag("latest".into())
+            ))
         );
+        assert!(matches!(
+            parse("/v2/Foo/manifests/latest"),
+            Route::RegistryInvalid(_)
+        ));
+        assert_eq!(parse("/v2/foo/bar"), Route::NotFound);
+        assert_eq!(parse("/auth/token"), Route::Token);
     }
 
     #[test]

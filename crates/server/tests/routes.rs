@@ -336,11 +336,17 @@ fn gun_prefixes_limit_what_can_be_published() {
         configure: Box::new(|c| c.gun_prefixes = vec!["registry.example.com/allowed/".into()]),
         ..Default::default()
     });
-    let repo = TestRepo::new(&s, GUN);
+    // Outside the prefixes, as the reference: an update is 400, every other route 404 (no
+    // server key is made either).
+    let a = s.get_file(GUN, "timestamp.key");
+    assert_eq!((a.status, a.code().as_str()), (404, "METADATA_NOT_FOUND"));
+    let allowed = "registry.example.com/allowed/x";
+    let keys = |role| vec![s.server_key(allowed, role)];
+    let repo = TestRepo::with_keys(GUN, keys("snapshot"), keys("timestamp"));
     let parts = repo.init_parts();
     let a = s.post_parts(GUN, &[(parts[0].0, &parts[0].1), (parts[1].0, &parts[1].1)]);
     assert_eq!((a.status, a.code().as_str()), (400, "INVALID_GUN"));
-    TestRepo::new(&s, "registry.example.com/allowed/x").publish_init(&s);
+    TestRepo::new(&s, allowed).publish_init(&s);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Test support for notarium's integration tests (never shipped).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod auth;
 pub mod docker;
 pub mod evil;
 pub mod http;

@@ -179,8 +179,23 @@ impl std::ops::Deref for TestServer {
 
 impl Endpoint {
     pub fn new(url: String, ca: Option<PathBuf>) -> Self {
-        let mut b =
-            reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(120));
+        Self::with_headers(url, ca, reqwest::header::HeaderMap::new())
+    }
+
+    /// This server, with every request carrying `Authorization: Bearer <token>`.
+    pub fn authed(&self, token: &str) -> Endpoint {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+        Self::with_headers(self.url.clone(), self.ca.clone(), h)
+    }
+
+    fn with_headers(url: String, ca: Option<PathBuf>, headers: reqwest::header::HeaderMap) -> Self {
+        let mut b = reqwest::blocking::Client::builder()
+            .timeout(std::time::Duration::from_secs(120))
+            .default_headers(headers);
         if let Some(ca) = &ca {
             let pem = std::fs::read(ca).unwrap();
             b = b.add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());

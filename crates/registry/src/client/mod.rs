@@ -291,6 +291,20 @@ impl Session {
         service: Option<&str>,
         scope: &str,
     ) -> Result<Token, NetError> {
+        self.token_request(realm, service, Some(scope), false)
+            .map(|(t, _)| t)
+    }
+
+    /// Ask the token server for a token (`scope`: none for a login). `offline` asks for a
+    /// refresh token too (`offline_token=true`), as `docker login` does; it comes back as
+    /// the second value when the server issues one.
+    fn token_request(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scope: Option<&str>,
+        offline: bool,
+    ) -> Result<(Token, Option<String>), NetError> {
         let err = |msg: String| NetError::Token {
             realm: realm.to_owned(),
             msg,
@@ -301,17 +315,26 @@ impl Session {
                     ("grant_type", "refresh_token".to_owned()),
                     ("refresh_token", token.clone()),
                     ("client_id", "docker".to_owned()),
-                    ("scope", scope.to_owned()),
                 ];
+                if let Some(s) = scope {
+                    form.push(("scope", s.to_owned()));
+                }
                 if let Some(s) = service {
                     form.push(("service", s.to_owned()));
                 }
                 self.http.post(realm).form(&form).send()
             }
             creds => {
-                let mut q: Vec<(&str, String)> = vec![("scope", scope.to_owned())];
+                let mut q: Vec<(&str, String)> = Vec::new();
+                if let Some(s) = scope {
+                    q.push(("scope", s.to_owned()));
+                }
                 if let Some(s) = service {
                     q.push(("service", s.to_owned()));
+                }
+                if offline {
+                    q.push(("offline_token", "true".to_owned()));
+                    q.push(("client_id", "docker".to_owned()));
                 }
                 let mut rb = self.http.get(realm);
                 if let Some(Credentials::Basic { username, password }) = creds {
@@ -330,13 +353,19 @@ impl Session {
             });
         }
         if !(200..300).contains(&status) {
-            return Err(err(format!("HTTP {status}")));
+            let summary = error_summary(resp);
+            return Err(err(if summary.is_empty() {
+                format!("HTTP {status}")
+            } else {
+                format!("HTTP {status}: {summary}")
+            }));
         }
         #[derive(serde::Deserialize)]
         struct TokenResponse {
             token: Option<String>,
             access_token: Option<String>,
             expires_in: Option<u64>,
+            refresh_token: Option<String>,
         }
         let body = read_limited(resp, 1 << 20, realm)?;
         let t: TokenResponse = serde_json::from_slice(&body).map_err(|e| err(e.to_string()))?;
@@ -348,11 +377,42 @@ impl Session {
                 err("authorization server did not include a token in the response".into())
             })?;
         let ttl = t.expires_in.unwrap_or(60).max(60);
-        Ok(Token {
-            scope: scope.to_owned(),
-            value,
-            expires: Instant::now() + Duration::from_secs(ttl.saturating_sub(10)),
-        })
+        Ok((
+            Token {
+                scope: scope.unwrap_or("").to_owned(),
+                value,
+                expires: Instant::now() + Duration::from_secs(ttl.saturating_sub(10)),
+            },
+            t.refresh_token.filter(|r| !r.is_empty()),
+        ))
+    }
+
+    /// Check this session's credentials the way `docker login` does: a token (with a
+    /// refresh token asked for) or Basic auth, then `GET /v2/` with it. Returns the
+    /// refresh token the server gave, if any (docker stores it as the identity token).
+    pub fn login(&self) -> Result<Option<String>, NetError> {
+        let ping = format!("{}/v2/", self.base);
+        let (auth, refresh) = match &self.challenge {
+            None => return Ok(None),
+            Some(Challenge::Basic) => (self.authorization("")?, None),
+            Some(Challenge::Bearer { realm, service }) => {
+                let (t, refresh) = self.token_request(realm, service.as_deref(), None, true)?;
+                (Some(format!("Bearer {}", t.value)), refresh)
+            }
+        };
+        let mut rb = self.http.get(&ping);
+        if let Some(h) = auth {
+            rb = rb.header(reqwest::header::AUTHORIZATION, h);
+        }
+        let r = self.send(rb, &ping)?;
+        match r.status().as_u16() {
+            200..=299 => Ok(refresh),
+            status => Err(NetError::Status {
+                url: ping,
+                status,
+                body: error_summary(r),
+            }),
+        }
     }
 
     /// A request to `<base><path>` with the authorization `scope` needs.

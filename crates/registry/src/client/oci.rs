@@ -47,6 +47,16 @@ pub fn api_host(domain: &str) -> &str {
 /// named in `insecure`, when HTTPS fails to connect.
 pub fn open(cfg: &DockerConfig, domain: &str, insecure: &[String]) -> Result<Session, NetError> {
     let creds = cfg.credentials(domain).map_err(NetError::Config)?;
+    open_with(cfg, domain, insecure, creds)
+}
+
+/// [`open`] with the given credentials (`notarium login` checks new ones).
+pub fn open_with(
+    cfg: &DockerConfig,
+    domain: &str,
+    insecure: &[String],
+    creds: Option<super::Credentials>,
+) -> Result<Session, NetError> {
     let host = api_host(domain);
     let tls = TlsOptions {
         cert_dir: Some(cfg.tls_dir(host)),

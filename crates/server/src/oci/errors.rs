@@ -18,6 +18,8 @@ pub enum OciCode {
     SizeInvalid,
     RangeInvalid,
     Unsupported,
+    Unauthorized,
+    Denied,
     Unknown,
 }
 
@@ -36,6 +38,8 @@ impl OciCode {
             OciCode::SizeInvalid => "SIZE_INVALID",
             OciCode::RangeInvalid => "RANGE_INVALID",
             OciCode::Unsupported => "UNSUPPORTED",
+            OciCode::Unauthorized => "UNAUTHORIZED",
+            OciCode::Denied => "DENIED",
             OciCode::Unknown => "UNKNOWN",
         }
     }
@@ -56,6 +60,8 @@ impl OciCode {
             OciCode::SizeInvalid => "provided length did not match content length",
             OciCode::RangeInvalid => "invalid content range",
             OciCode::Unsupported => "the operation is unsupported",
+            OciCode::Unauthorized => "authentication required",
+            OciCode::Denied => "requested access to the resource is denied",
             OciCode::Unknown => "unknown error",
         }
     }
@@ -68,6 +74,8 @@ impl OciCode {
             | OciCode::NameUnknown => StatusCode::NOT_FOUND,
             OciCode::RangeInvalid => StatusCode::RANGE_NOT_SATISFIABLE,
             OciCode::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
+            OciCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            OciCode::Denied => StatusCode::FORBIDDEN,
             OciCode::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -75,10 +83,10 @@ impl OciCode {
 }
 
 /// A registry error: a code, a detail for the user, optionally another status.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OciError {
     pub code: OciCode,
-    pub detail: Option<String>,
+    pub detail: Option<serde_json::Value>,
     pub status: Option<StatusCode>,
 }
 
@@ -94,7 +102,7 @@ impl OciError {
     pub fn detail(code: OciCode, detail: impl Into<String>) -> Self {
         OciError {
             code,
-            detail: Some(detail.into()),
+            detail: Some(serde_json::Value::String(detail.into())),
             status: None,
         }
     }
@@ -118,7 +126,7 @@ impl IntoResponse for OciError {
             "message": self.code.message(),
         });
         if let Some(d) = self.detail {
-            e["detail"] = serde_json::Value::String(d);
+            e["detail"] = d;
         }
         let body = format!("{}\n", serde_json::json!({ "errors": [e] }));
         let mut r = (self.status.unwrap_or(self.code.status()), body).into_response();

@@ -65,14 +65,9 @@ fn internal(e: impl std::fmt::Display) -> OciError {
     OciError::internal(e)
 }
 
-/// Answer a request for a registry route (`rest`: the path after `/v2/`, decoded).
-/// `None`: not a registry route.
-pub async fn handle(reg: &Registry, rest: &str, req: Request) -> Option<Response> {
-    let route = match route::parse(rest) {
-        Ok(Some(r)) => r,
-        Ok(None) => return None,
-        Err(e) => return Some(e.into_response()),
-    };
+/// Answer an authorized request for a registry route. `may_mount`: whether the client may
+/// read the source of a cross-repository mount (if not, the mount is a plain upload).
+pub async fn handle(reg: &Registry, route: OciRoute, req: Request, may_mount: bool) -> Response {
     let (parts, body) = req.into_parts();
     let r = match (route, parts.method.clone()) {
         (OciRoute::Catalog, Method::GET) => catalog(reg, &parts).await,
@@ -87,32 +82,25 @@ pub async fn handle(reg: &Registry, rest: &str, req: Request) -> Option<Response
             get_blob(reg, &name, &d, &parts).await
         }
         (OciRoute::Blob(name, d), Method::DELETE) => delete_blob(reg, &name, &d).await,
-        (OciRoute::Uploads(name), Method::POST) => start_upload(reg, &name, &parts, body).await,
+        (OciRoute::Uploads(name), Method::POST) => {
+            start_upload(reg, &name, &parts, body, may_mount).await
+        }
         (OciRoute::Upload(name, id), _) => upload(reg, &name, &id, &parts, body).await,
         (OciRoute::Tags(name), Method::GET) => tags(reg, &name, &parts).await,
         (OciRoute::Referrers(name, d), Method::GET) => referrers(reg, &name, &d, &parts).await,
         _ => Err(OciError::new(OciCode::Unsupported)),
     };
-    Some(r.unwrap_or_else(|e| e.into_response()))
+    let mut r = r.unwrap_or_else(|e| e.into_response());
+    r.headers_mut().insert(
+        "Docker-Distribution-Api-Version",
+        HeaderValue::from_static("registry/2.0"),
+    );
+    r
 }
 
 /// `key=value` pairs of the query, decoded.
 fn query(req: &Parts) -> Vec<(String, String)> {
-    req.uri
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            let dec = |s: &str| {
-                percent_encoding::percent_decode_str(&s.replace('+', " "))
-                    .decode_utf8_lossy()
-                    .into_owned()
-            };
-            (dec(k), dec(v))
-        })
-        .collect()
+    crate::http::form_pairs(req.uri.query().unwrap_or(""))
 }
 
 fn param(q: &[(String, String)], key: &str) -> Option<String> {
@@ -487,10 +475,16 @@ fn upload_status(name: &str, id: &str, size: u64, status: StatusCode) -> Respons
     r
 }
 
-async fn start_upload(reg: &Registry, name: &str, req: &Parts, body: Body) -> OciResult<Response> {
+async fn start_upload(
+    reg: &Registry,
+    name: &str,
+    req: &Parts,
+    body: Body,
+    may_mount: bool,
+) -> OciResult<Response> {
     let q = query(req);
     // Cross-repository mount: a blob the client may read in `from`, linked here.
-    if let (Some(m), Some(from)) = (param(&q, "mount"), param(&q, "from")) {
+    if let (Some(m), Some(from), true) = (param(&q, "mount"), param(&q, "from"), may_mount) {
         if let (Ok(d), true) = (
             Digest::parse(&m),
             registry::reference::valid_repository(&from),
