@@ -14,6 +14,25 @@ pub struct Distribution {
 
 impl Distribution {
     pub fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// With token auth against an issuer: its realm (token URL), the service name tokens
+    /// must carry, the issuer's name and its certificate bundle.
+    pub fn start_with_token_auth(
+        realm: &str,
+        service: &str,
+        issuer: &str,
+        rootcertbundle: &std::path::Path,
+    ) -> Self {
+        Self::start_with(&format!(
+            "auth:\n  token:\n    realm: {realm}\n    service: {service}\n    issuer: {issuer}\n    rootcertbundle: {}\n",
+            rootcertbundle.display()
+        ))
+    }
+
+    /// With more YAML appended to the configuration.
+    fn start_with(extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -25,7 +44,7 @@ impl Distribution {
         std::fs::write(
             &cfg,
             format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{extra}",
                 dir.path().join("data").display()
             ),
         )

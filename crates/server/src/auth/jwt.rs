@@ -15,7 +15,7 @@ use super::scope::ResourceActions;
 /// The `typ` of notarium's refresh tokens: never accepted as an access token.
 pub const REFRESH_TYP: &str = "notarium-refresh+jwt";
 /// Tokens longer than this are refused unread.
-pub const MAX_TOKEN_BYTES: usize = 16 << 10;
+pub const MAX_TOKEN_BYTES: usize = 12 << 10;
 /// Clock skew tolerated on `exp` and `nbf` (distribution's leeway).
 pub const LEEWAY_SECS: i64 = 60;
 
