@@ -428,16 +428,39 @@ fn notarium_login_trust_and_trusted_push_pull() {
         notarium(&reader, &["trust", "sign", &format!("{repo}:v2")], ""),
         "sign as reader",
     );
-    assert!(
-        r.stderr.contains("401") || r.stderr.contains("authentication"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("reader is not allowed"), "{}", r.stderr);
     let r = ok(
         notarium(&reader, &["trust", "inspect", &repo], ""),
         "inspect as reader",
     );
     assert!(r.stdout.contains("\"SignedTags\""), "{}", r.stdout);
+    ok(
+        notarium(&reader, &["trust", "key", "generate", "carol"], ""),
+        "key generate",
+    );
+    let r = fails(
+        notarium(
+            &reader,
+            &[
+                "trust",
+                "signer",
+                "add",
+                "--key",
+                "carol.pub",
+                "carol",
+                &repo,
+            ],
+            "",
+        ),
+        "signer add as reader",
+    );
+    assert!(
+        r.stderr.contains(&format!(
+            "reader is not allowed repository:{repo}:pull,push (HTTP 401, insufficient scope)"
+        )),
+        "{}",
+        r.stderr
+    );
 
     // Anonymous: public/ pulls, team/ does not.
     let (psrc, _) = layout(dir, "notarium-auth-public");
@@ -884,4 +907,120 @@ fn a_cncf_registry_takes_notariums_tokens() {
         "kid-only token: {}",
         r.text().unwrap_or_default()
     );
+}
+
+/// A credential store as docker's helpers are: `store`, `get`, `erase` on stdin/stdout,
+/// keeping each server's credentials in a file under `$HELPER_STORE`.
+const HELPER: &str = r#"#!/bin/sh
+d="$HELPER_STORE"; mkdir -p "$d"
+name() { echo "$1" | tr '/:' '__'; }
+case "$1" in
+store) cat > "$d/new"; s=$(sed -n 's/.*"ServerURL":"\([^"]*\)".*/\1/p' "$d/new"); mv "$d/new" "$d/$(name "$s")" ;;
+get) read s; f="$d/$(name "$s")"; if [ -f "$f" ]; then cat "$f"; else echo "credentials not found in native keychain"; exit 1; fi ;;
+erase) read s; f="$d/$(name "$s")"; if [ -f "$f" ]; then rm "$f"; else echo "credentials not found in native keychain"; exit 1; fi ;;
+*) exit 1 ;;
+esac
+"#;
+
+#[test]
+fn login_through_a_credential_store_that_docker_reads_too() {
+    let srv = AuthServer::start();
+    let host = srv.host();
+    let repo = format!("{host}/team/app");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let alice = user(&srv, dir, "alice");
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-testfile");
+    std::fs::write(&helper, HELPER).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = alice.config.join("config.json");
+    std::fs::write(&config, "{\"credsStore\": \"testfile\"}").unwrap();
+    let store = dir.join("store");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let with_helper = |mut c: Command| {
+        c.env("PATH", &path).env("HELPER_STORE", &store);
+        run(&mut c)
+    };
+    let nota = |args: &[&str]| {
+        let mut c = alice.command_of(Path::new(env!("CARGO_BIN_EXE_notarium")), args);
+        c.stdin(std::process::Stdio::null());
+        with_helper(c)
+    };
+    // The password goes in on stdin, as a script would give it.
+    let mut c = Command::new("sh");
+    c.args([
+        "-c",
+        "printf 'pusher-password\\n' | \"$0\" login -u pusher --password-stdin \"$1\"",
+    ])
+    .arg(env!("CARGO_BIN_EXE_notarium"))
+    .arg(&host)
+    .env("DOCKER_CONFIG", &alice.config);
+    let r = ok(with_helper(c), "notarium login into a credential store");
+    assert_eq!(r.stdout, "Login Succeeded\n");
+    assert!(!r.stderr.contains("unencrypted"), "{}", r.stderr);
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    assert!(cfg.get("auths").is_none(), "nothing in config.json: {cfg}");
+    let stored = std::fs::read_to_string(store.join(host.replace(':', "_"))).unwrap();
+    assert!(
+        stored.contains("\"Username\":\"<token>\""),
+        "an identity token: {stored}"
+    );
+    assert!(!stored.contains("pusher-password"), "{stored}");
+
+    // notarium and docker both sign in with what the helper holds.
+    seed_image(&srv, "team/app", "v1", "helper-auth");
+    ok(
+        nota(&["trust", "sign", &format!("{repo}:v1")]),
+        "sign with stored credentials",
+    );
+    let r = ok(
+        with_helper(alice.command(&["trust", "inspect", "--pretty", &repo])),
+        "docker inspect",
+    );
+    assert!(r.stdout.contains("v1"), "{}", r.stdout);
+    ok(
+        with_helper(alice.command(&[
+            "trust",
+            "key",
+            "generate",
+            "bob",
+            "--dir",
+            dir.to_str().unwrap(),
+        ])),
+        "key generate",
+    );
+    let bob = dir.join("bob.pub");
+    ok(
+        with_helper(alice.command(&[
+            "trust",
+            "signer",
+            "add",
+            "--key",
+            bob.to_str().unwrap(),
+            "bob",
+            &repo,
+        ])),
+        "docker signer add with the helper's identity token",
+    );
+
+    // logout erases it from the store.
+    let r = ok(nota(&["logout", &host]), "logout");
+    assert_eq!(r.stdout, format!("Removing login credentials for {host}\n"));
+    assert!(!store.join(host.replace(':', "_")).exists());
+    let r = fails(
+        with_helper(alice.command(&[
+            "trust",
+            "signer",
+            "add",
+            "--key",
+            bob.to_str().unwrap(),
+            "carol",
+            &repo,
+        ])),
+        "signer add after logout",
+    );
+    assert!(r.stderr.contains(NOT_AUTHORIZED), "{}", r.stderr);
 }

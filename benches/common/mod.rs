@@ -24,14 +24,28 @@ impl Drop for Server {
 
 /// Start the release server in a new data directory, over TLS, and wait for its ready
 /// line: "notarium server ready at https://127.0.0.1:PORT (CA certificate: PATH)".
+#[allow(dead_code)]
 pub fn start_server() -> Server {
+    start_server_with(&[], "warn", |_| {})
+}
+
+/// [`start_server`] with more arguments, a log level (`NOTARIUM_LOG`; the log goes to
+/// `<dir>/server.log`), and `setup` run on the temporary directory first (a config file,
+/// users).
+#[allow(dead_code)]
+pub fn start_server_with(args: &[&str], log: &str, setup: impl FnOnce(&std::path::Path)) -> Server {
     let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    let log_file = std::fs::File::create(dir.path().join("server.log")).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_notarium"))
         .args(["server", "--addr", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path().join("data"))
+        .args(args)
+        .current_dir(dir.path())
         .env("NOTARIUM_KEY_PASSPHRASE", "bench-passphrase")
-        .env("NOTARIUM_LOG", "warn")
+        .env("NOTARIUM_LOG", log)
         .stdout(Stdio::piped())
+        .stderr(log_file)
         .spawn()
         .unwrap();
     let mut line = String::new();
@@ -39,7 +53,7 @@ pub fn start_server() -> Server {
         .read_line(&mut line)
         .unwrap();
     let url = line.split_whitespace().nth(4).unwrap().to_owned();
-    let ca = PathBuf::from(
+    let ca = dir.path().join(
         line.split("CA certificate: ")
             .nth(1)
             .unwrap()

@@ -207,8 +207,14 @@ where
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        // The client's address goes on each request (for failed-login limits); inserted
+        // here, not by a router layer, which would box every request's future once more.
+        let tower = TowerToHyperService::new(router.clone());
         let svc =
-            TowerToHyperService::new(router.clone().layer(axum::Extension(http::PeerAddr(peer))));
+            hyper::service::service_fn(move |mut req: ::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(http::PeerAddr(peer));
+                hyper::service::Service::call(&tower, req)
+            });
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let acceptor = acceptor.clone();

@@ -101,30 +101,30 @@ impl Route {
         let repo = |surface, name: &str, actions: &[Action]| Requirement {
             surface,
             need: Need::Access {
-                all: vec![Access::repository(name, actions)],
+                access: Access::repository(name, actions),
                 optional: None,
             },
-            gun: None,
+            update: false,
         };
         let trust = |gun: &Gun, actions: &[Action], update: bool| Requirement {
-            gun: Some((gun.as_str().to_owned(), update)),
+            update,
             ..repo(Surface::Trust, gun.as_str(), actions)
         };
         let reg = |name: &str, actions: &[Action]| repo(Surface::Registry, name, actions);
         let catalog = |surface| Requirement {
             surface,
             need: Need::Access {
-                all: vec![Access::catalog()],
+                access: Access::catalog(),
                 optional: None,
             },
-            gun: None,
+            update: false,
         };
         let m = method.clone();
         match (self, m) {
             (Route::Base, _) => Requirement {
                 surface: Surface::Registry,
                 need: Need::Authenticated,
-                gun: None,
+                update: false,
             },
             (Route::Repository(g), Method::POST) => trust(g, &[Push, Pull], true),
             (Route::Repository(g), Method::DELETE) => trust(g, &[All], false),

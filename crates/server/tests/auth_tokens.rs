@@ -646,3 +646,94 @@ fn external_mode_takes_another_issuers_tokens_and_not_notariums() {
         "a builtin server's token",
     );
 }
+
+#[test]
+fn an_operators_token_key_and_certificate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("token.key");
+    let cert = tmp.path().join("token.pem");
+    // As an operator makes them with OpenSSL (its defaults: a self-signed CA:TRUE cert).
+    let s = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .args(["-days", "30", "-subj", "/CN=ops token signer"])
+        .output()
+        .expect("openssl is needed by this test");
+    assert!(s.status.success(), "{}", String::from_utf8_lossy(&s.stderr));
+    let (k, c) = (key.clone(), cert.clone());
+    let srv = AuthServer::start_with(Options {
+        configure: Box::new(move |cfg| {
+            cfg.auth.token_key = Some(k);
+            cfg.auth.token_cert = Some(c);
+        }),
+        ..Default::default()
+    });
+    // token.crt is the operator's certificate, and tokens carry it.
+    assert_eq!(
+        std::fs::read(srv.data_dir.join("auth/token.crt")).unwrap(),
+        std::fs::read(&cert).unwrap()
+    );
+    assert!(
+        !srv.data_dir.join("auth/token.key").exists(),
+        "no key of its own"
+    );
+    let t = srv
+        .token(Who::Reader, &["repository:team/app:pull"])
+        .unwrap();
+    let header: serde_json::Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(t.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let ops = Cert::read_pem_bundle(&std::fs::read(&cert).unwrap())
+        .unwrap()
+        .remove(0);
+    use base64::engine::general_purpose::STANDARD;
+    assert_eq!(header["x5c"][0], STANDARD.encode(&ops.der));
+    assert_eq!(header["kid"], ops.key.libtrust_kid());
+    assert_eq!(get(&srv, "/v2/team/app/tags/list", Some(&t)).status, 404);
+
+    // A certificate of another key: refused at start, saying so.
+    let other = tmp.path().join("other.pem");
+    let s = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ])
+        .arg("-keyout")
+        .arg(tmp.path().join("other.key"))
+        .arg("-out")
+        .arg(&other)
+        .args(["-days", "30", "-subj", "/CN=other"])
+        .output()
+        .unwrap();
+    assert!(s.status.success());
+    let err = TestServer::try_start_with(Options {
+        configure: Box::new(move |cfg| {
+            cfg.auth.mode = notarium_server::auth::Mode::Builtin;
+            cfg.auth.token_key = Some(key);
+            cfg.auth.token_cert = Some(other);
+        }),
+        ..Default::default()
+    })
+    .err()
+    .unwrap();
+    assert!(err.contains("its certificate"), "{err}");
+}

@@ -24,6 +24,12 @@ pub enum NetError {
     Tls { url: String, cause: String },
     #[error("{url}: authentication required (HTTP 401); log in with `docker login {host}`")]
     Unauthorized { url: String, host: String },
+    #[error("{url}: {user} is not allowed {scope} (HTTP 401, insufficient scope)")]
+    NotAllowed {
+        url: String,
+        user: String,
+        scope: String,
+    },
     #[error("{url}: access denied (HTTP 403)")]
     Forbidden { url: String },
     #[error("{url}: HTTP {status}{}", if body.is_empty() { String::new() } else { format!(": {body}") })]
@@ -430,6 +436,30 @@ impl Session {
         Ok(rb)
     }
 
+    /// A 401: "log in" without credentials; with them, what the token did not grant.
+    fn unauthorized(&self, url: &str, challenge: Option<&str>) -> NetError {
+        let params = challenge
+            .and_then(|c| c.trim().split_once(' '))
+            .map(|(_, rest)| parse_params(rest))
+            .unwrap_or_default();
+        let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        match (&self.creds, param("error").as_deref()) {
+            (Some(c), Some("insufficient_scope")) => NetError::NotAllowed {
+                url: url.to_owned(),
+                user: if c.username().is_empty() {
+                    "this login".to_owned()
+                } else {
+                    c.username().to_owned()
+                },
+                scope: param("scope").unwrap_or_default(),
+            },
+            _ => NetError::Unauthorized {
+                url: url.to_owned(),
+                host: self.host.clone(),
+            },
+        }
+    }
+
     /// Send, turning transport failures and 401/403 into clear errors.
     pub fn send(
         &self,
@@ -438,10 +468,12 @@ impl Session {
     ) -> Result<reqwest::blocking::Response, NetError> {
         let r = rb.send().map_err(|e| classify(what, &e))?;
         match r.status().as_u16() {
-            401 => Err(NetError::Unauthorized {
-                url: what.to_owned(),
-                host: self.host.clone(),
-            }),
+            401 => Err(self.unauthorized(
+                what,
+                r.headers()
+                    .get(reqwest::header::WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok()),
+            )),
             403 => Err(NetError::Forbidden {
                 url: what.to_owned(),
             }),
@@ -524,20 +556,22 @@ impl Session {
             }
             let r = rb.send().await?;
             let status = r.status().as_u16();
+            let challenge = r
+                .headers()
+                .get(reqwest::header::WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             let text = if (200..300).contains(&status) {
                 String::new()
             } else {
                 r.text().await.unwrap_or_default()
             };
-            Ok::<_, reqwest::Error>((status, text))
+            Ok::<_, reqwest::Error>((status, text, challenge))
         });
         let _ = reader.join();
-        let (status, text) = result.map_err(|e| classify(&url, &e))?;
+        let (status, text, challenge) = result.map_err(|e| classify(&url, &e))?;
         match status {
-            401 => Err(NetError::Unauthorized {
-                url,
-                host: self.host.clone(),
-            }),
+            401 => Err(self.unauthorized(&url, challenge.as_deref())),
             403 => Err(NetError::Forbidden { url }),
             _ => Ok((status, summarize(&text))),
         }

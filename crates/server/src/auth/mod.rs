@@ -57,9 +57,10 @@ pub enum Need {
     Open,
     /// The `/v2/` ping: any valid token (anonymous ones too).
     Authenticated,
-    /// Every access in `all`; `optional` (a mount's source) is checked but never refused.
+    /// `access` (every route needs one resource); `optional` (a mount's source) is
+    /// checked but never refused.
     Access {
-        all: Vec<Access>,
+        access: Access,
         optional: Option<Access>,
     },
 }
@@ -68,8 +69,8 @@ pub enum Need {
 pub struct Requirement {
     pub surface: Surface,
     pub need: Need,
-    /// Trust routes: the GUN (for `gun_prefixes`) and whether this is an update (POST).
-    pub gun: Option<(String, bool)>,
+    /// A trust update (POST): refused with 400, not 404, outside `gun_prefixes`.
+    pub update: bool,
 }
 
 impl Requirement {
@@ -77,17 +78,16 @@ impl Requirement {
         Requirement {
             surface,
             need: Need::Open,
-            gun: None,
+            update: false,
         }
     }
 
     /// The repository the request is about, for logs.
     pub fn repository(&self) -> Option<&str> {
         match &self.need {
-            Need::Access { all, .. } => all
-                .iter()
-                .find(|a| a.kind == Kind::Repository)
-                .map(|a| a.name.as_str()),
+            Need::Access { access, .. } if access.kind == Kind::Repository => {
+                Some(access.name.as_str())
+            }
             _ => None,
         }
     }
@@ -134,6 +134,19 @@ impl Refusal {
     }
 }
 
+/// At most this many bytes of remembered tokens (and their claims).
+const VERIFIED_BYTES: u64 = 16 << 20;
+
+#[derive(Clone)]
+struct TokenWeight;
+
+impl quick_cache::Weighter<Box<str>, Arc<jwt::Claims>> for TokenWeight {
+    fn weight(&self, token: &Box<str>, c: &Arc<jwt::Claims>) -> u64 {
+        let access: usize = c.access.iter().map(|a| a.name.len() + 64).sum();
+        (token.len() + c.sub.len() + access + 256) as u64
+    }
+}
+
 /// The access control of a running server.
 pub struct Auth {
     pub mode: Mode,
@@ -145,8 +158,9 @@ pub struct Auth {
     pub(crate) key: Option<issuer::TokenKey>,
     pub(crate) users: Option<htpasswd::UserDb>,
     pub(crate) limiter: limit::LoginLimiter,
-    /// Tokens that verified, by SHA-256 of the token.
-    verified: quick_cache::sync::Cache<[u8; 32], Arc<jwt::Claims>>,
+    /// Tokens that verified, keyed by the whole token (a lookup hashes it with the
+    /// cache's fast hasher and compares it byte for byte), bounded in bytes.
+    verified: quick_cache::sync::Cache<Box<str>, Arc<jwt::Claims>, TokenWeight>,
     pub(crate) clock: Arc<dyn Clock>,
     https: bool,
 }
@@ -217,7 +231,7 @@ impl Auth {
                 settings.failed_logins_per_address,
                 settings.failed_login_window_secs,
             ),
-            verified: quick_cache::sync::Cache::new(10_000),
+            verified: quick_cache::sync::Cache::with_weighter(10_000, VERIFIED_BYTES, TokenWeight),
             clock,
             https,
         })
@@ -296,10 +310,9 @@ impl Auth {
             .as_ref()
             .ok_or_else(|| jwt::TokenError::UntrustedKey("no tokens are accepted".into()))?;
         let now = self.clock.now().unix_secs();
-        let key = tuf::hash::sha256(token.as_bytes());
-        if let Some(c) = self.verified.get(&key) {
+        if let Some(c) = self.verified.get(token) {
             if now > c.exp.saturating_add(jwt::LEEWAY_SECS) {
-                self.verified.remove(&key);
+                self.verified.remove(token);
                 return Err(jwt::TokenError::Expired);
             }
             if c.nbf.saturating_sub(jwt::LEEWAY_SECS) > now {
@@ -308,20 +321,22 @@ impl Auth {
             return Ok(c);
         }
         let c = Arc::new(verifier.verify(token, now, false)?);
-        self.verified.insert(key, c.clone());
+        self.verified.insert(token.into(), c.clone());
         Ok(c)
     }
 
     /// Decide a request.
     pub fn authorize(&self, headers: &HeaderMap, req: &Requirement) -> Result<Grant, Refusal> {
-        if let (Some((gun, update)), false) = (&req.gun, self.gun_prefixes.is_empty()) {
+        if let (Surface::Trust, Some(gun), false) =
+            (req.surface, req.repository(), self.gun_prefixes.is_empty())
+        {
             if !self
                 .gun_prefixes
                 .iter()
                 .any(|p| gun.starts_with(p.as_str()))
             {
                 return Err(Refusal::GunPrefix {
-                    update: *update,
+                    update: req.update,
                     prefixes: self.gun_prefixes.clone(),
                 });
             }
@@ -335,12 +350,11 @@ impl Auth {
         let host = headers
             .get(http::header::HOST)
             .and_then(|v| v.to_str().ok());
-        let (all, optional): (&[Access], Option<&Access>) = match &req.need {
-            Need::Access { all, optional } => (all, optional.as_ref()),
-            _ => (&[], None),
+        let (access, optional) = match &req.need {
+            Need::Access { access, optional } => (Some(access), optional.as_ref()),
+            _ => (None, None),
         };
-        let mut needs: Vec<Access> = all.to_vec();
-        needs.extend(optional.cloned());
+        let needs: Vec<Access> = access.into_iter().chain(optional).cloned().collect();
         let unauthorized = |error: Option<&'static str>, reason: String, user: Option<String>| {
             Refusal::Unauthorized {
                 challenge: self.challenge(host, &needs, error),
@@ -357,7 +371,7 @@ impl Auth {
             .verify_token(token)
             .map_err(|e| unauthorized(Some("invalid_token"), e.to_string(), None))?;
         let user = (!claims.sub.is_empty()).then(|| claims.sub.clone());
-        if let Some(missing) = all.iter().find(|a| !scope::covers(&claims.access, a)) {
+        if let Some(missing) = access.filter(|a| !scope::covers(&claims.access, a)) {
             // A known user whom the rules would never give this gets 403; anyone else may
             // come back with a better token.
             if let (Mode::Builtin, Some(u)) = (self.mode, &user) {
