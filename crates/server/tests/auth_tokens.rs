@@ -647,42 +647,68 @@ fn external_mode_takes_another_issuers_tokens_and_not_notariums() {
     );
 }
 
-#[test]
-fn an_operators_token_key_and_certificate() {
-    let tmp = tempfile::tempdir().unwrap();
-    let key = tmp.path().join("token.key");
-    let cert = tmp.path().join("token.pem");
-    // As an operator makes them with OpenSSL (its defaults: a self-signed CA:TRUE cert).
-    let s = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .args(["-days", "30", "-subj", "/CN=ops token signer"])
+fn openssl(args: &[&str], dir: &std::path::Path) {
+    let o = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
         .output()
         .expect("openssl is needed by this test");
-    assert!(s.status.success(), "{}", String::from_utf8_lossy(&s.stderr));
-    let (k, c) = (key.clone(), cert.clone());
-    let srv = AuthServer::start_with(Options {
+    assert!(
+        o.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+const EC: [&str; 3] = ["-newkey", "ec", "-pkeyopt"];
+
+/// A token's header, decoded.
+fn header_of(t: &str) -> serde_json::Value {
+    serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(t.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+fn with_token_key(key: &std::path::Path, cert: &std::path::Path) -> Options {
+    let (k, c) = (key.to_owned(), cert.to_owned());
+    Options {
         configure: Box::new(move |cfg| {
+            cfg.auth.mode = notarium_server::auth::Mode::Builtin;
             cfg.auth.token_key = Some(k);
             cfg.auth.token_cert = Some(c);
         }),
         ..Default::default()
-    });
-    // token.crt is the operator's certificate, and tokens carry it.
+    }
+}
+
+#[test]
+fn an_operators_token_key_and_certificate() {
+    use base64::engine::general_purpose::STANDARD;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let req = |key: &str, out: &str, subj: &str| {
+        let mut a = vec![
+            "req",
+            "-x509",
+            EC[0],
+            EC[1],
+            EC[2],
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        a.extend(["-keyout", key, "-out", out, "-days", "30", "-subj", subj]);
+        openssl(&a, d);
+    };
+    // Self-signed, as `openssl req -x509` makes it (its defaults add CA:TRUE).
+    req("self.key", "self.pem", "/CN=ops token signer");
+    let srv = AuthServer::start_with(with_token_key(&d.join("self.key"), &d.join("self.pem")));
     assert_eq!(
         std::fs::read(srv.data_dir.join("auth/token.crt")).unwrap(),
-        std::fs::read(&cert).unwrap()
+        std::fs::read(d.join("self.pem")).unwrap(),
+        "token.crt is the operator's certificate"
     );
     assert!(
         !srv.data_dir.join("auth/token.key").exists(),
@@ -691,49 +717,80 @@ fn an_operators_token_key_and_certificate() {
     let t = srv
         .token(Who::Reader, &["repository:team/app:pull"])
         .unwrap();
-    let header: serde_json::Value = serde_json::from_slice(
-        &URL_SAFE_NO_PAD
-            .decode(t.split('.').next().unwrap())
-            .unwrap(),
-    )
-    .unwrap();
-    let ops = Cert::read_pem_bundle(&std::fs::read(&cert).unwrap())
+    let ops = Cert::read_pem_bundle(&std::fs::read(d.join("self.pem")).unwrap())
         .unwrap()
         .remove(0);
-    use base64::engine::general_purpose::STANDARD;
-    assert_eq!(header["x5c"][0], STANDARD.encode(&ops.der));
-    assert_eq!(header["kid"], ops.key.libtrust_kid());
+    let h = header_of(&t);
+    // A self-signed certificate is found by its kid in the bundle; no x5c to carry.
+    assert_eq!(h["kid"], ops.key.libtrust_kid());
+    assert!(h.get("x5c").is_none(), "{h}");
     assert_eq!(get(&srv, "/v2/team/app/tags/list", Some(&t)).status, 404);
+    drop(srv);
 
-    // A certificate of another key: refused at start, saying so.
-    let other = tmp.path().join("other.pem");
-    let s = std::process::Command::new("openssl")
-        .args([
+    // Issued by the operator's CA: the chain (leaf, CA) goes in token_cert and in x5c.
+    req("ca.key", "ca.pem", "/CN=ops CA");
+    openssl(
+        &[
             "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
+            "-new",
+            EC[0],
+            EC[1],
+            EC[2],
             "ec_paramgen_curve:prime256v1",
             "-nodes",
-        ])
-        .arg("-keyout")
-        .arg(tmp.path().join("other.key"))
-        .arg("-out")
-        .arg(&other)
-        .args(["-days", "30", "-subj", "/CN=other"])
-        .output()
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=ops token leaf",
+        ],
+        d,
+    );
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-out",
+            "leaf.pem",
+        ],
+        d,
+    );
+    let chain = [
+        std::fs::read(d.join("leaf.pem")).unwrap(),
+        std::fs::read(d.join("ca.pem")).unwrap(),
+    ]
+    .concat();
+    std::fs::write(d.join("chain.pem"), &chain).unwrap();
+    let srv = AuthServer::start_with(with_token_key(&d.join("leaf.key"), &d.join("chain.pem")));
+    let t = srv
+        .token(Who::Reader, &["repository:team/app:pull"])
         .unwrap();
-    assert!(s.status.success());
-    let err = TestServer::try_start_with(Options {
-        configure: Box::new(move |cfg| {
-            cfg.auth.mode = notarium_server::auth::Mode::Builtin;
-            cfg.auth.token_key = Some(key);
-            cfg.auth.token_cert = Some(other);
-        }),
-        ..Default::default()
-    })
-    .err()
-    .unwrap();
+    let certs = Cert::read_pem_bundle(&chain).unwrap();
+    let h = header_of(&t);
+    assert_eq!(
+        h["x5c"],
+        serde_json::json!([
+            STANDARD.encode(&certs[0].der),
+            STANDARD.encode(&certs[1].der)
+        ])
+    );
+    assert_eq!(h["kid"], certs[0].key.libtrust_kid());
+    assert_eq!(get(&srv, "/v2/team/app/tags/list", Some(&t)).status, 404);
+    drop(srv);
+
+    // A certificate of another key: refused at start, saying so.
+    let err = TestServer::try_start_with(with_token_key(&d.join("self.key"), &d.join("ca.pem")))
+        .err()
+        .unwrap();
     assert!(err.contains("its certificate"), "{err}");
 }

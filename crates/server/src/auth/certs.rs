@@ -164,6 +164,11 @@ impl Cert {
         self.not_before <= now && now <= self.not_after
     }
 
+    /// Whether the certificate names itself as its issuer.
+    pub fn is_self_signed(&self) -> bool {
+        self.subject == self.issuer
+    }
+
     /// Valid now and for at least `days` more.
     pub fn valid_for_days(&self, now: i64, days: i64) -> bool {
         self.valid_at(now) && self.not_after - now >= days * 86_400

@@ -99,7 +99,20 @@ pub fn header_for(cert: &Cert, typ: &str) -> Header {
     }
 }
 
-/// Sign `claims` as notarium does (see [`header_for`]).
+/// The header notarium signs its tokens with: the leaf's `kid`, and `x5c` (the chain)
+/// only when the leaf is not self-signed. A self-signed certificate can only be trusted
+/// by being in the verifier's bundle, where the `kid` finds it (distribution and
+/// notary-server look keys up by it), so sending it along would only make every request
+/// carry 800 bytes more.
+pub fn header_for_chain(chain: &[Cert], typ: &str) -> Result<Header, String> {
+    let leaf = chain.first().ok_or("no token certificate")?;
+    let mut h = header_for(leaf, typ);
+    h.x5c =
+        (!leaf.is_self_signed()).then(|| chain.iter().map(|c| STANDARD.encode(&c.der)).collect());
+    Ok(h)
+}
+
+/// Sign `claims` under [`header_for`] (the certificate's `kid` and `x5c`).
 pub fn sign(
     key: &keys::PrivateKey,
     cert: &Cert,

@@ -210,9 +210,11 @@ async fn issue(
         access,
         pwh: None,
     };
-    let leaf = &key.chain[0];
-    let token = jwt::sign(&key.key, leaf, "JWT", &claims)
-        .map_err(|e| (Failure::bad(format!("signing: {e}")), user.clone()))?;
+    let sign = |typ: &str, c: &Claims| {
+        jwt::header_for_chain(&key.chain, typ).and_then(|h| jwt::sign_with(&key.key, &h, c))
+    };
+    let token =
+        sign("JWT", &claims).map_err(|e| (Failure::bad(format!("signing: {e}")), user.clone()))?;
     let issued_at = tuf::DateTime::from_unix_secs(now)
         .format()
         .unwrap_or_default();
@@ -230,7 +232,7 @@ async fn issue(
             pwh: users.current_fingerprint(u),
             ..claims
         };
-        if let Ok(t) = jwt::sign(&key.key, leaf, jwt::REFRESH_TYP, &refresh) {
+        if let Ok(t) = sign(jwt::REFRESH_TYP, &refresh) {
             body["refresh_token"] = serde_json::Value::String(t);
         }
     }
