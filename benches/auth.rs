@@ -11,10 +11,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
+
+use common::wrk;
 
 use notarium_testkit::server::Endpoint;
 use notarium_testkit::TestRepo;
@@ -54,26 +55,6 @@ fn start(auth: bool, log: &str) -> (common::Server, Endpoint) {
     });
     let ep = Endpoint::new(server.url.clone(), Some(server.ca.clone()));
     (server, ep)
-}
-
-fn wrk(url: &str, secs: u32, header: Option<&str>) -> f64 {
-    let mut c = Command::new("wrk");
-    c.args(["-t1", "-c16", &format!("-d{secs}s")]);
-    if let Some(h) = header {
-        c.args(["-H", h]);
-    }
-    let out = c
-        .arg(url)
-        .output()
-        .expect("wrk is needed: apt-get install wrk");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(!text.contains("Non-2xx"), "wrk saw errors:\n{text}");
-    text.lines()
-        .find(|l| l.starts_with("Requests/sec:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 fn token(ep: &Endpoint, scope: &str) -> String {

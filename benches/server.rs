@@ -12,7 +12,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,18 +40,7 @@ fn rss_mb(pid: u32) -> f64 {
 }
 
 fn wrk(url: &str, secs: u32) -> f64 {
-    let out = Command::new("wrk")
-        .args(["-t1", "-c16", &format!("-d{secs}s"), url])
-        .output()
-        .expect("wrk is needed: apt-get install wrk");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(!text.contains("Non-2xx"), "wrk saw errors:\n{text}");
-    text.lines()
-        .find(|l| l.starts_with("Requests/sec:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap()
-        .parse()
-        .unwrap()
+    common::wrk(url, secs, None)
 }
 
 /// A published repository with one delegation per writer.

@@ -81,3 +81,26 @@ pub fn memory(pid: u32) -> (f64, f64) {
     };
     (field("VmRSS:"), field("VmHWM:"))
 }
+
+/// Requests per second of `wrk -t1 -c16 -d<secs>s` on `url` (with one extra header, if
+/// given); any non-2xx answer fails the benchmark.
+#[allow(dead_code)]
+pub fn wrk(url: &str, secs: u32, header: Option<&str>) -> f64 {
+    let mut c = Command::new("wrk");
+    c.args(["-t1", "-c16", &format!("-d{secs}s")]);
+    if let Some(h) = header {
+        c.args(["-H", h]);
+    }
+    let out = c
+        .arg(url)
+        .output()
+        .expect("wrk is needed: apt-get install wrk");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("Non-2xx"), "wrk saw errors:\n{text}");
+    text.lines()
+        .find(|l| l.starts_with("Requests/sec:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .parse()
+        .unwrap()
+}

@@ -33,6 +33,11 @@ fn req(method: &'static str, path: String) -> Req {
     }
 }
 
+/// The same request every time.
+fn fixed(method: &'static str, path: String) -> Box<dyn FnMut(&World) -> Req> {
+    Box::new(move |_| req(method, path.clone()))
+}
+
 /// A route of the matrix: how to build its request (fresh for every client: an upload
 /// session, a valid update), the scope it needs, who may, and what success looks like.
 struct Case {
@@ -132,10 +137,7 @@ fn every_route_for_every_client() {
             scope: pull.clone(),
             allowed: READERS,
             ok: 200,
-            make: Box::new({
-                let p = t("root.json");
-                move |_| req("GET", p.clone())
-            }),
+            make: fixed("GET", t("root.json")),
         },
         Case {
             name: "GET timestamp.json",
@@ -143,10 +145,7 @@ fn every_route_for_every_client() {
             scope: pull.clone(),
             allowed: READERS,
             ok: 200,
-            make: Box::new({
-                let p = t("timestamp.json");
-                move |_| req("GET", p.clone())
-            }),
+            make: fixed("GET", t("timestamp.json")),
         },
         Case {
             name: "GET snapshot.<sha256>.json",
@@ -154,10 +153,7 @@ fn every_route_for_every_client() {
             scope: pull.clone(),
             allowed: READERS,
             ok: 200,
-            make: Box::new({
-                let p = t(&format!("snapshot.{snap_sha}.json"));
-                move |_| req("GET", p.clone())
-            }),
+            make: fixed("GET", t(&format!("snapshot.{snap_sha}.json"))),
         },
         Case {
             name: "GET 1.root.json",
@@ -165,10 +161,7 @@ fn every_route_for_every_client() {
             scope: pull.clone(),
             allowed: READERS,
             ok: 200,
-            make: Box::new({
-                let p = t("1.root.json");
-                move |_| req("GET", p.clone())
-            }),
+            make: fixed("GET", t("1.root.json")),
         },
         Case {
             name: "GET changefeed of a repository",
@@ -176,10 +169,7 @@ fn every_route_for_every_client() {
             scope: pull.clone(),
             allowed: READERS,
             ok: 200,
-            make: Box::new({
-                let p = format!("/v2/{gun}/_trust/changefeed?records=10");
-                move |_| req("GET", p.clone())
-            }),
+            make: fixed("GET", format!("/v2/{gun}/_trust/changefeed?records=10")),
         },
         // Keys: push and pull; a new repository's key is made on this read, so a refused
         // read must not make one.
@@ -189,10 +179,10 @@ fn every_route_for_every_client() {
             scope: format!("repository:{host}/team/new:pull,push"),
             allowed: WRITERS,
             ok: 200,
-            make: Box::new({
-                let p = format!("/v2/{host}/team/new/_trust/tuf/timestamp.key");
-                move |_| req("GET", p.clone())
-            }),
+            make: fixed(
+                "GET",
+                format!("/v2/{host}/team/new/_trust/tuf/timestamp.key"),
+            ),
         },
         Case {
             name: "POST update",
@@ -225,7 +215,7 @@ fn every_route_for_every_client() {
             scope: "registry:catalog:*".into(),
             allowed: ADMIN,
             ok: 200,
-            make: Box::new(|_| req("GET", "/v2/_trust/changefeed?records=10".into())),
+            make: fixed("GET", "/v2/_trust/changefeed?records=10".into()),
         },
         Case {
             name: "POST snapshot.key (rotate)",
@@ -233,10 +223,10 @@ fn every_route_for_every_client() {
             scope: format!("repository:{host}/team/rotated:*"),
             allowed: ADMIN,
             ok: 200,
-            make: Box::new({
-                let p = format!("/v2/{host}/team/rotated/_trust/tuf/snapshot.key");
-                move |_| req("POST", p.clone())
-            }),
+            make: fixed(
+                "POST",
+                format!("/v2/{host}/team/rotated/_trust/tuf/snapshot.key"),
+            ),
         },
         Case {
             name: "DELETE a repository's trust data",
@@ -244,10 +234,7 @@ fn every_route_for_every_client() {
             scope: format!("repository:{host}/team/doomed:*"),
             allowed: ADMIN,
             ok: 200,
-            make: Box::new({
-                let p = format!("/v2/{host}/team/doomed/_trust/tuf/");
-                move |_| req("DELETE", p.clone())
-            }),
+            make: fixed("DELETE", format!("/v2/{host}/team/doomed/_trust/tuf/")),
         },
         // The ping: any valid token.
         Case {
@@ -256,7 +243,7 @@ fn every_route_for_every_client() {
             scope: String::new(),
             allowed: ANY_TOKEN,
             ok: 200,
-            make: Box::new(|_| req("GET", "/v2/".into())),
+            make: fixed("GET", "/v2/".into()),
         },
         // Registry reads: pull.
         Case {
@@ -265,7 +252,7 @@ fn every_route_for_every_client() {
             scope: "repository:team/app:pull".into(),
             allowed: READERS,
             ok: 200,
-            make: Box::new(|_| req("GET", "/v2/team/app/manifests/v1".into())),
+            make: fixed("GET", "/v2/team/app/manifests/v1".into()),
         },
         Case {
             name: "HEAD manifest by digest",
@@ -273,10 +260,7 @@ fn every_route_for_every_client() {
             scope: "repository:team/app:pull".into(),
             allowed: READERS,
             ok: 200,
-            make: Box::new({
-                let p = format!("/v2/team/app/manifests/{man}");
-                move |_| req("HEAD", p.clone())
-            }),
+            make: fixed("HEAD", format!("/v2/team/app/manifests/{man}")),
         },
         Case {
             name: "GET blob",
@@ -284,10 +268,7 @@ fn every_route_for_every_client() {
             scope: "repository:team/app:pull".into(),
             allowed: READERS,
             ok: 200,
-            make: Box::new({
-                let p = format!("/v2/team/app/blobs/{cfg}");
-                move |_| req("GET", p.clone())
-            }),
+            make: fixed("GET", format!("/v2/team/app/blobs/{cfg}")),
         },
         Case {
             name: "HEAD blob",
@@ -295,10 +276,7 @@ fn every_route_for_every_client() {
             scope: "repository:team/app:pull".into(),
             allowed: READERS,
             ok: 200,
-            make: Box::new({
-                let p = format!("/v2/team/app/blobs/{cfg}");
-                move |_| req("HEAD", p.clone())
-            }),
+            make: fixed("HEAD", format!("/v2/team/app/blobs/{cfg}")),
         },
         Case {
             name: "GET tags/list",
@@ -306,7 +284,7 @@ fn every_route_for_every_client() {
             scope: "repository:team/app:pull".into(),
             allowed: READERS,
             ok: 200,
-            make: Box::new(|_| req("GET", "/v2/team/app/tags/list".into())),
+            make: fixed("GET", "/v2/team/app/tags/list".into()),
         },
         Case {
             name: "GET referrers",
@@ -314,10 +292,7 @@ fn every_route_for_every_client() {
             scope: "repository:team/app:pull".into(),
             allowed: READERS,
             ok: 200,
-            make: Box::new({
-                let p = format!("/v2/team/app/referrers/{man}");
-                move |_| req("GET", p.clone())
-            }),
+            make: fixed("GET", format!("/v2/team/app/referrers/{man}")),
         },
         Case {
             name: "GET _catalog",
@@ -325,7 +300,7 @@ fn every_route_for_every_client() {
             scope: "registry:catalog:*".into(),
             allowed: ADMIN,
             ok: 200,
-            make: Box::new(|_| req("GET", "/v2/_catalog".into())),
+            make: fixed("GET", "/v2/_catalog".into()),
         },
         // Uploads and manifests: push.
         Case {
@@ -334,7 +309,7 @@ fn every_route_for_every_client() {
             scope: "repository:team/app:push".into(),
             allowed: WRITERS,
             ok: 202,
-            make: Box::new(|_| req("POST", "/v2/team/app/blobs/uploads/".into())),
+            make: fixed("POST", "/v2/team/app/blobs/uploads/".into()),
         },
         Case {
             name: "POST blobs/uploads/?digest= (monolithic)",
@@ -423,7 +398,7 @@ fn every_route_for_every_client() {
             scope: "repository:team/app:delete".into(),
             allowed: ADMIN,
             ok: 202,
-            make: Box::new(|_| req("DELETE", "/v2/team/app/manifests/v2".into())),
+            make: fixed("DELETE", "/v2/team/app/manifests/v2".into()),
         },
         Case {
             name: "DELETE blob",
@@ -431,10 +406,7 @@ fn every_route_for_every_client() {
             scope: "repository:team/app:delete".into(),
             allowed: ADMIN,
             ok: 202,
-            make: Box::new({
-                let p = format!("/v2/team/app/blobs/{cfg}");
-                move |_| req("DELETE", p.clone())
-            }),
+            make: fixed("DELETE", format!("/v2/team/app/blobs/{cfg}")),
         },
     ];
 
