@@ -38,9 +38,8 @@ async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
     let requirement = route.requirement(&method, req.uri().query());
     let kind = route.kind();
     let (mut resp, user) = match app.auth.authorize(req.headers(), &requirement) {
-        Ok(grant) => {
-            let user = grant.user.clone();
-            let (op, resp) = handle(&app, route, req, grant).await;
+        Ok(Grant { user, optional }) => {
+            let (op, resp) = handle(&app, route, req, optional).await;
             let resp = resp.unwrap_or_else(|e| e.into_response());
             if let Some(op) = op {
                 app.metrics
@@ -49,6 +48,7 @@ async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
             (resp, user)
         }
         Err(refusal) => {
+            tracing::debug!(route = kind, "refused: {}", refusal.reason());
             let user = refusal.user().map(str::to_owned);
             (refuse(requirement.surface, refusal, req).await, user)
         }
@@ -170,7 +170,8 @@ async fn refuse(surface: Surface, refusal: Refusal, req: Request) -> Response {
 
 type Handled = (Option<Operation>, Result<Response, ApiError>);
 
-async fn handle(app: &App, route: Route, req: Request, grant: Grant) -> Handled {
+/// Answer an authorized request. `may_mount`: the optional access (a mount's source) holds.
+async fn handle(app: &App, route: Route, req: Request, may_mount: bool) -> Handled {
     let m = req.method().clone();
     match (route, m) {
         (Route::Base, Method::GET | Method::HEAD) => (None, Ok(base())),
@@ -206,7 +207,7 @@ async fn handle(app: &App, route: Route, req: Request, grant: Grant) -> Handled 
         (Route::BadGun(_), _) => (None, Err(ApiError::not_found())),
         (Route::Registry(r), _) => (
             None,
-            Ok(crate::oci::handle(&app.registry, r, req, grant.optional).await),
+            Ok(crate::oci::handle(&app.registry, r, req, may_mount).await),
         ),
         (Route::RegistryInvalid(e), _) => (None, Ok(e.into_response())),
         _ => (None, Err(ApiError::no_route())),

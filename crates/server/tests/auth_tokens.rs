@@ -462,6 +462,39 @@ fn refresh_tokens_end_with_the_user_or_the_password() {
     std::thread::sleep(std::time::Duration::from_millis(150));
     assert_eq!(use_refresh(&refresh).0, 401, "the user is gone");
     assert_eq!(oauth(&s, &[("grant_type", "client_credentials")]).0, 400);
+
+    // A refresh token from a login for another service (docker login to a registry
+    // that uses notarium as its issuer) works for that service.
+    let r = s
+        .client()
+        .get(format!(
+            "{}/auth/token?service=cncf-registry&offline_token=true&client_id=docker",
+            s.url
+        ))
+        .basic_auth("reader", Some("reader-password"))
+        .send()
+        .unwrap();
+    let v: serde_json::Value = r.json().unwrap();
+    let (status, v) = oauth(
+        &s,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", v["refresh_token"].as_str().unwrap()),
+            ("service", "cncf-registry"),
+            ("client_id", "docker"),
+            ("scope", "repository:team/app:pull"),
+        ],
+    );
+    assert_eq!(status, 200, "{v}");
+    let claims = v["access_token"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .nth(1)
+        .unwrap();
+    let claims: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
+    assert_eq!(claims["aud"], "cncf-registry");
 }
 
 #[test]

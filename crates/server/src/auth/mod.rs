@@ -104,11 +104,12 @@ pub struct Grant {
 /// Why a request is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    /// 401 with a challenge (`error`: `invalid_token` or `insufficient_scope`).
+    /// 401 with a challenge (its `error`: none for no token, `invalid_token`, or
+    /// `insufficient_scope`).
     Unauthorized {
         challenge: String,
         needs: Vec<Access>,
-        error: Option<&'static str>,
+        /// Why, for the debug log (never a token).
         reason: String,
         /// The token's user, when a valid token lacked the access.
         user: Option<String>,
@@ -124,6 +125,15 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// Why, in a few words.
+    pub fn reason(&self) -> &str {
+        match self {
+            Refusal::Unauthorized { reason, .. } => reason,
+            Refusal::Denied { .. } => "the rules do not allow it",
+            Refusal::GunPrefix { .. } => "outside gun_prefixes",
+        }
+    }
+
     /// Who was refused, when a token said.
     pub fn user(&self) -> Option<&str> {
         match self {
@@ -354,12 +364,13 @@ impl Auth {
             Need::Access { access, optional } => (Some(access), optional.as_ref()),
             _ => (None, None),
         };
-        let needs: Vec<Access> = access.into_iter().chain(optional).cloned().collect();
+        // Built only for a refusal: an allowed request allocates nothing here.
+        let needs = || -> Vec<Access> { access.into_iter().chain(optional).cloned().collect() };
         let unauthorized = |error: Option<&'static str>, reason: String, user: Option<String>| {
+            let needs = needs();
             Refusal::Unauthorized {
                 challenge: self.challenge(host, &needs, error),
-                needs: needs.clone(),
-                error,
+                needs,
                 reason,
                 user,
             }
@@ -376,6 +387,7 @@ impl Auth {
             // come back with a better token.
             if let (Mode::Builtin, Some(u)) = (self.mode, &user) {
                 if !self.may(Some(u), missing) {
+                    let needs = needs();
                     return Err(Refusal::Denied {
                         challenge: self.challenge(host, &needs, Some("insufficient_scope")),
                         needs,

@@ -226,6 +226,8 @@ async fn issue(
     });
     if let (true, Some(u)) = (offline, &user) {
         let refresh = Claims {
+            // Whatever service it was asked for, a refresh token comes back here.
+            aud: Audience::One(auth.settings.service.clone()),
             exp: now + auth.settings.refresh_token_ttl_secs as i64,
             access: Vec::new(),
             jti: jwt::new_jti(),
