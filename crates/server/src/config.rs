@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -33,6 +34,101 @@ pub struct FileConfig {
     /// `text` (default) or `json`.
     pub log_format: Option<String>,
     pub auth: Option<crate::auth::settings::AuthFile>,
+    pub limits: Option<LimitsFile>,
+}
+
+/// `[limits]` as written: what a hostile client could push, bounded.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    pub tls_handshake_timeout_secs: Option<u64>,
+    pub header_timeout_secs: Option<u64>,
+    pub idle_timeout_secs: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub max_inflight_bytes: Option<u64>,
+    pub max_metadata_bytes: Option<u64>,
+    pub max_blob_bytes: Option<u64>,
+    pub max_upload_sessions: Option<usize>,
+    pub max_upload_sessions_per_repository: Option<usize>,
+    pub upload_expiry_secs: Option<u64>,
+}
+
+/// The resolved `[limits]`.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub tls_handshake_timeout: Duration,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// Connections served at once (also bounded by the open-file limit at start).
+    pub max_connections: usize,
+    /// Request bytes held in memory by all requests together.
+    pub max_inflight_bytes: u64,
+    /// One metadata file of a trust upload.
+    pub max_metadata_bytes: u64,
+    pub max_blob_bytes: u64,
+    pub max_upload_sessions: usize,
+    pub max_upload_sessions_per_repository: usize,
+    pub upload_expiry: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            tls_handshake_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(120),
+            max_connections: 10_000,
+            max_inflight_bytes: 256 << 20,
+            max_metadata_bytes: 100 << 20,
+            max_blob_bytes: 10 << 30,
+            max_upload_sessions: 10_000,
+            max_upload_sessions_per_repository: 1_000,
+            upload_expiry: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl Limits {
+    pub fn apply(&mut self, f: LimitsFile) -> Result<(), String> {
+        let secs = |v: u64, what: &str| {
+            if v == 0 {
+                Err(format!("[limits] {what} must be at least 1"))
+            } else {
+                Ok(Duration::from_secs(v))
+            }
+        };
+        if let Some(v) = f.tls_handshake_timeout_secs {
+            self.tls_handshake_timeout = secs(v, "tls_handshake_timeout_secs")?;
+        }
+        if let Some(v) = f.header_timeout_secs {
+            self.header_timeout = secs(v, "header_timeout_secs")?;
+        }
+        if let Some(v) = f.idle_timeout_secs {
+            self.idle_timeout = secs(v, "idle_timeout_secs")?;
+        }
+        if let Some(v) = f.upload_expiry_secs {
+            self.upload_expiry = secs(v, "upload_expiry_secs")?;
+        }
+        if let Some(v) = f.max_connections {
+            self.max_connections = v.max(1);
+        }
+        if let Some(v) = f.max_inflight_bytes {
+            self.max_inflight_bytes = v.max(1 << 20);
+        }
+        if let Some(v) = f.max_metadata_bytes {
+            self.max_metadata_bytes = v.max(1 << 10);
+        }
+        if let Some(v) = f.max_blob_bytes {
+            self.max_blob_bytes = v.max(1);
+        }
+        if let Some(v) = f.max_upload_sessions {
+            self.max_upload_sessions = v.max(1);
+        }
+        if let Some(v) = f.max_upload_sessions_per_repository {
+            self.max_upload_sessions_per_repository = v.max(1);
+        }
+        Ok(())
+    }
 }
 
 /// The resolved settings the server runs with.
@@ -54,6 +150,7 @@ pub struct ServerConfig {
     pub cache_current_secs: u32,
     pub cache_consistent_secs: u32,
     pub auth: AuthSettings,
+    pub limits: Limits,
     /// `--no-auth`: serve without authentication on a non-loopback address.
     pub allow_no_auth: bool,
     /// `--insecure-http` given on the command line: plain HTTP on a non-loopback address.
@@ -86,6 +183,7 @@ impl Default for ServerConfig {
             cache_current_secs: 300,
             cache_consistent_secs: 2_592_000,
             auth: AuthSettings::default(),
+            limits: Limits::default(),
             allow_no_auth: false,
             allow_insecure_http: false,
         }
@@ -138,6 +236,9 @@ impl ServerConfig {
         }
         if let Some(a) = f.auth {
             self.auth.apply(a)?;
+        }
+        if let Some(l) = f.limits {
+            self.limits.apply(l)?;
         }
         Ok(())
     }

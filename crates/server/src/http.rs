@@ -26,6 +26,42 @@ use crate::App;
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
 
+/// A response body that keeps its request counted as in flight until it is dropped
+/// (sent, or the connection gone).
+pub struct Guarded {
+    inner: Body,
+    _in_flight: crate::conn::InFlight,
+}
+
+impl Guarded {
+    pub fn new(inner: Body, in_flight: crate::conn::InFlight) -> Self {
+        Guarded {
+            inner,
+            _in_flight: in_flight,
+        }
+    }
+}
+
+impl http_body::Body for Guarded {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// The axum router: every request goes through [`dispatch`].
 pub fn router(app: Arc<App>) -> axum::Router {
     axum::Router::new().fallback(dispatch).with_state(app)

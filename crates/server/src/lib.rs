@@ -14,6 +14,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod conn;
 pub mod errors;
 pub mod http;
 pub mod metrics;
@@ -176,7 +177,8 @@ impl App {
 }
 
 /// Serve `app` on `listener` until `shutdown` resolves, then let open requests finish
-/// (up to 10 s).
+/// (up to 10 s, then they are cut). Returns only when every connection is gone and `app`
+/// with it (so the data directory's lock is free).
 pub async fn serve<F>(
     listener: TcpListener,
     app: Arc<App>,
@@ -189,61 +191,141 @@ where
     if let Ok(local) = listener.local_addr() {
         app.auth.bind(local, &app.config.tls_san);
     }
+    let l = &app.config.limits;
+    let nofile = conn::raise_nofile_limit();
+    let limits = conn::ConnLimits {
+        tls_handshake: l.tls_handshake_timeout,
+        header: l.header_timeout,
+        idle: l.idle_timeout,
+        max_connections: conn::connection_bound(l.max_connections, nofile),
+    };
+    if limits.max_connections < l.max_connections {
+        tracing::info!(
+            "serving at most {} connections at once (open-file limit {nofile})",
+            limits.max_connections
+        );
+    }
     let router = http::router(app);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let pool = Arc::new(conn::Pool::default());
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    let accept_errors = conn::Throttle::new(Duration::from_secs(10));
     tokio::pin!(shutdown);
     loop {
+        // A slot first: at the bound, the longest-idle connection is asked to go, and
+        // until a slot is free new connections wait in the kernel's queue.
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                pool.evict_one();
+                tokio::select! {
+                    p = permits.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                    Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+                    () = &mut shutdown => break,
+                }
+            }
+        };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) => {
-                    tracing::warn!("accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let fds = conn::out_of_descriptors(&e);
+                    if fds {
+                        pool.evict_one();
+                    }
+                    if accept_errors.ready() {
+                        tracing::warn!("accept: {e}{}", if fds { " (closing idle connections)" } else { "" });
+                    }
+                    tokio::time::sleep(Duration::from_millis(if fds { 50 } else { 10 })).await;
                     continue;
                 }
             },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        // The client's address goes on each request (for failed-login limits); inserted
-        // here, not by a router layer, which would box every request's future once more.
+        let slot = pool.add();
         let tower = TowerToHyperService::new(router.clone());
-        let svc =
-            hyper::service::service_fn(move |mut req: ::http::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(http::PeerAddr(peer));
-                hyper::service::Service::call(&tower, req)
-            });
         let builder = builder.clone();
-        let watcher = graceful.watcher();
         let acceptor = acceptor.clone();
-        tokio::spawn(async move {
-            match acceptor {
+        let mut stop = stop_rx.clone();
+        tasks.spawn(async move {
+            let _permit = permit;
+            let tracker = slot.tracker.clone();
+            let io = match acceptor {
                 Some(acc) => {
-                    let tls_stream =
-                        match tokio::time::timeout(Duration::from_secs(10), acc.accept(stream))
-                            .await
-                        {
-                            Ok(Ok(s)) => s,
+                    let handshake = tokio::time::timeout(limits.tls_handshake, acc.accept(stream));
+                    tokio::select! {
+                        r = handshake => match r {
+                            Ok(Ok(s)) => tokio_util::either::Either::Left(s),
                             Ok(Err(e)) => {
                                 tracing::debug!("TLS handshake: {e}");
                                 return;
                             }
                             Err(_) => return,
-                        };
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), svc);
-                    let _ = watcher.watch(conn.into_owned()).await;
+                        },
+                        () = tracker.evicted() => return,
+                        _ = stop.changed() => return,
+                    }
                 }
-                None => {
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                    let _ = watcher.watch(conn.into_owned()).await;
+                None => tokio_util::either::Either::Right(stream),
+            };
+            let http1 = match &io {
+                tokio_util::either::Either::Left(s) => s.get_ref().1.alpn_protocol() != Some(b"h2"),
+                tokio_util::either::Either::Right(_) => true,
+            };
+            tracker.established(http1);
+            let t = tracker.clone();
+            // The client's address goes on each request (for failed-login limits), and
+            // each request counts as in flight until its response body is dropped.
+            let svc = hyper::service::service_fn(
+                move |mut req: ::http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(http::PeerAddr(peer));
+                    let in_flight = t.request_started();
+                    let fut = hyper::service::Service::call(&tower, req);
+                    async move {
+                        let resp = fut.await?;
+                        Ok::<_, std::convert::Infallible>(
+                            resp.map(|b| axum::body::Body::new(http::Guarded::new(b, in_flight))),
+                        )
+                    }
+                },
+            );
+            let io = TokioIo::new(conn::Tracked::new(io, tracker.clone()));
+            let conn = builder.serve_connection_with_upgrades(io, svc).into_owned();
+            tokio::pin!(conn);
+            let why = tokio::select! {
+                _ = conn.as_mut() => return,
+                why = conn::watch(&tracker, &limits) => Some(why),
+                _ = stop.changed() => None,
+            };
+            match why {
+                Some(w @ (conn::Closed::SlowHeader | conn::Closed::Stalled)) => {
+                    tracing::debug!("closing {peer}: {w:?}");
+                }
+                _ => {
+                    // Idle, evicted or shutting down: no request is cut.
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(10), conn).await;
                 }
             }
+            drop(slot);
         });
     }
     drop(listener);
-    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(Duration::from_secs(10), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tasks.shutdown().await;
+    }
     Ok(())
 }
