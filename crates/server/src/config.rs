@@ -51,6 +51,7 @@ pub struct LimitsFile {
     pub max_upload_sessions: Option<usize>,
     pub max_upload_sessions_per_repository: Option<usize>,
     pub upload_expiry_secs: Option<u64>,
+    pub unused_key_expiry_secs: Option<u64>,
 }
 
 /// The resolved `[limits]`.
@@ -69,6 +70,9 @@ pub struct Limits {
     pub max_upload_sessions: usize,
     pub max_upload_sessions_per_repository: usize,
     pub upload_expiry: Duration,
+    /// Server keys of a repository that never got a first update are deleted this long
+    /// after they were made.
+    pub unused_key_expiry: Duration,
 }
 
 impl Default for Limits {
@@ -84,6 +88,7 @@ impl Default for Limits {
             max_upload_sessions: 10_000,
             max_upload_sessions_per_repository: 1_000,
             upload_expiry: Duration::from_secs(3600),
+            unused_key_expiry: Duration::from_secs(86_400),
         }
     }
 }
@@ -108,6 +113,9 @@ impl Limits {
         }
         if let Some(v) = f.upload_expiry_secs {
             self.upload_expiry = secs(v, "upload_expiry_secs")?;
+        }
+        if let Some(v) = f.unused_key_expiry_secs {
+            self.unused_key_expiry = secs(v, "unused_key_expiry_secs")?;
         }
         if let Some(v) = f.max_connections {
             self.max_connections = v.max(1);

@@ -19,6 +19,7 @@ pub enum Code {
     InvalidGun,
     InvalidParameters,
     Unauthorized,
+    Unavailable,
     Unknown,
 }
 
@@ -36,6 +37,7 @@ impl Code {
             Code::InvalidGun => "INVALID_GUN",
             Code::InvalidParameters => "INVALID_PARAMETERS",
             Code::Unauthorized => "UNAUTHORIZED",
+            Code::Unavailable => "UNAVAILABLE",
             Code::Unknown => "UNKNOWN",
         }
     }
@@ -53,6 +55,7 @@ impl Code {
             Code::InvalidGun => "The server does not support actions on images of this name.",
             Code::InvalidParameters => "The parameters provided are not valid.",
             Code::Unauthorized => "authentication required",
+            Code::Unavailable => "The server is busy; try again shortly.",
             Code::Unknown => "unknown error",
         }
     }
@@ -61,6 +64,7 @@ impl Code {
         match self {
             Code::MetadataNotFound => StatusCode::NOT_FOUND,
             Code::Unauthorized => StatusCode::UNAUTHORIZED,
+            Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::Updating | Code::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -102,6 +106,15 @@ impl ApiError {
         Self::new(Code::MetadataNotFound)
     }
 
+    /// 507: a write failed for lack of space (reads go on).
+    pub fn no_space() -> Self {
+        ApiError {
+            code: Code::Updating,
+            detail: Some(Value::String(crate::health::NO_SPACE.into())),
+            status: Some(StatusCode::INSUFFICIENT_STORAGE),
+        }
+    }
+
     /// An internal failure; the cause is logged, never sent.
     pub fn internal(code: Code, cause: impl std::fmt::Display) -> Self {
         tracing::error!(code = code.as_str(), "{cause}");
@@ -131,6 +144,10 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json; charset=utf-8"),
         );
+        if self.code == Code::Unavailable {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         r
     }
 }

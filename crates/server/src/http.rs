@@ -69,6 +69,7 @@ pub fn router(app: Arc<App>) -> axum::Router {
 
 async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
     let started = Instant::now();
+    let (req, body_state) = probe(req);
     let route = route::parse(req.uri().path());
     let method = req.method().clone();
     let requirement = route.requirement(&method, req.uri().query());
@@ -86,7 +87,7 @@ async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
         Err(refusal) => {
             tracing::debug!(route = kind, "refused: {}", refusal.reason());
             let user = refusal.user().map(str::to_owned);
-            (refuse(requirement.surface, refusal, req).await, user)
+            (refuse(requirement.surface, refusal, req), user)
         }
     };
     let user = match resp.extensions_mut().remove::<TokenUser>() {
@@ -95,6 +96,17 @@ async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
     };
     if method == Method::HEAD {
         *resp.body_mut() = Body::empty();
+    }
+    if resp.status() == StatusCode::INSUFFICIENT_STORAGE {
+        app.health.storage_failed(crate::health::NO_SPACE);
+    }
+    if let Some(state) = body_state {
+        if !state.will_finish() {
+            // The answer came before the request body, and too much of it is left to
+            // read: this connection cannot be reused (HTTP/2 resets just the stream).
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
     }
     tracing::info!(
         target: "notarium::access",
@@ -109,9 +121,10 @@ async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
 }
 
 /// The answer to a refused request, in the envelope of the API it was for. Nothing was
-/// read or stored; a body the client sent is drained (or the connection closed).
-async fn refuse(surface: Surface, refusal: Refusal, req: Request) -> Response {
-    let drained = drain(req).await;
+/// read or stored; a body the client sent is drained (or the connection closed) by
+/// [`probe`].
+fn refuse(surface: Surface, refusal: Refusal, req: Request) -> Response {
+    drop(req);
     let access_detail = |needs: &[Access]| {
         if needs.is_empty() {
             return None;
@@ -198,9 +211,6 @@ async fn refuse(surface: Surface, refusal: Refusal, req: Request) -> Response {
             HeaderValue::from_static("registry/2.0"),
         );
     }
-    if !drained {
-        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
     resp
 }
 
@@ -231,7 +241,7 @@ async fn handle(app: &App, route: Route, req: Request, may_mount: bool) -> Handl
             changefeed(app, gun.as_ref(), req.uri().query()).await,
         ),
         (Route::BadGun(g), Method::POST | Method::DELETE) => (None, {
-            drain(req).await;
+            drop(req);
             Err(ApiError::with_detail(
                 Code::InvalidGun,
                 serde_json::Value::String(match Gun::new(&g) {
@@ -300,15 +310,125 @@ pub fn form_pairs(s: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Read and discard a small request body before answering an error, so HTTP/2 clients
-/// see the answer rather than a reset stream. Large bodies are not read: `false` then,
-/// and the connection should close.
-async fn drain(req: Request) -> bool {
-    use http_body_util::BodyExt as _;
-    http_body_util::Limited::new(req.into_body(), 1 << 20)
-        .collect()
-        .await
-        .is_ok()
+/// A request body the handler may leave unread (an early answer): the most of it
+/// still read and thrown away so that the connection stays usable.
+pub const DRAIN_MAX: u64 = 1 << 20;
+
+/// What became of a request's body.
+#[derive(Default)]
+struct BodyState {
+    read: std::sync::atomic::AtomicU64,
+    ended: std::sync::atomic::AtomicBool,
+    draining: std::sync::atomic::AtomicBool,
+    /// Content-Length, when the client sent one.
+    length: Option<u64>,
+}
+
+impl BodyState {
+    /// Whether the body was, or is being, read to its end.
+    fn will_finish(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.ended.load(Relaxed) || self.draining.load(Relaxed)
+    }
+}
+
+/// Wrap a request's body so that, if the handler drops it unread, a small remainder is
+/// drained in the background (the connection stays reusable), and a large one is
+/// noticed (the answer then closes the connection). `None`: no body.
+fn probe(req: Request) -> (Request, Option<Arc<BodyState>>) {
+    use http_body::Body as _;
+    if req.body().is_end_stream() {
+        return (req, None);
+    }
+    let length = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let state = Arc::new(BodyState {
+        length,
+        ..Default::default()
+    });
+    let (parts, body) = req.into_parts();
+    let probed = Probed {
+        inner: Some(body),
+        state: state.clone(),
+    };
+    (Request::from_parts(parts, Body::new(probed)), Some(state))
+}
+
+struct Probed {
+    inner: Option<Body>,
+    state: Arc<BodyState>,
+}
+
+impl http_body::Body for Probed {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(inner) = self.inner.as_mut() else {
+            return std::task::Poll::Ready(None);
+        };
+        let r = std::pin::Pin::new(inner).poll_frame(cx);
+        match &r {
+            std::task::Poll::Ready(None) => self.state.ended.store(true, Relaxed),
+            std::task::Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    self.state.read.fetch_add(d.len() as u64, Relaxed);
+                }
+            }
+            _ => {}
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner
+            .as_ref()
+            .map(|b| b.size_hint())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Probed {
+    fn drop(&mut self) {
+        use http_body::Body as _;
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(body) = self.inner.take() else {
+            return;
+        };
+        if self.state.ended.load(Relaxed) || body.is_end_stream() {
+            self.state.ended.store(true, Relaxed);
+            return;
+        }
+        let read = self.state.read.load(Relaxed);
+        let small = self
+            .state
+            .length
+            .is_some_and(|n| n.saturating_sub(read) <= DRAIN_MAX);
+        if small {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                self.state.draining.store(true, Relaxed);
+                rt.spawn(async move {
+                    use http_body_util::BodyExt as _;
+                    let _ = tokio::time::timeout(
+                        std::time::Duration::from_secs(10),
+                        http_body_util::Limited::new(body, DRAIN_MAX as usize + 1).collect(),
+                    )
+                    .await;
+                });
+            }
+        }
+    }
 }
 
 fn base() -> Response {
@@ -328,14 +448,26 @@ fn empty_ok() -> Response {
     StatusCode::OK.into_response()
 }
 
+/// 200 `{}`, or 503 with each failing check and why (as notary-server's health).
 async fn health(app: &App) -> Response {
-    match app.trust.storage.ping().await {
-        Ok(()) => (StatusCode::OK, "{}").into_response(),
-        Err(e) => {
-            let body = serde_json::json!({"DB operational": e.to_string()}).to_string();
-            (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
-        }
+    let mut failing = serde_json::Map::new();
+    if let Err(e) = app.trust.storage.ping().await {
+        failing.insert("DB operational".into(), e.to_string().into());
     }
+    if let Some(why) = app.health.failing() {
+        failing.insert("Storage writable".into(), why.into());
+    }
+    let status = if failing.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut r = (status, serde_json::Value::Object(failing).to_string()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
 }
 
 async fn get_file(app: &App, gun: &Gun, file: TufFile) -> Handled {
@@ -440,30 +572,50 @@ impl AsRef<[u8]> for ArcBytes {
 }
 
 async fn update(app: &App, gun: &Gun, req: Request) -> Result<Response, ApiError> {
-    if !app.config.gun_prefixes.is_empty()
-        && !app
-            .config
-            .gun_prefixes
-            .iter()
-            .any(|p| gun.as_str().starts_with(p.as_str()))
-    {
-        drain(req).await;
-        return Err(ApiError::with_detail(
-            Code::InvalidGun,
-            serde_json::Value::String(format!(
-                "Require GUNs with prefix: {:?}",
-                app.config.gun_prefixes
-            )),
-        ));
-    }
-    let parts = read_multipart(req, app.config.max_upload_bytes).await?;
+    let limits = &app.config.limits;
+    let mut held = app.budget.start();
+    let parts = read_multipart(
+        req,
+        app.config.max_upload_bytes,
+        limits.max_metadata_bytes,
+        &mut held,
+    )
+    .await?;
     app.trust.update(gun, parts).await?;
     Ok(empty_ok())
 }
 
+/// A request body as a stream of its data frames. It ends on the poll after the last
+/// frame, never with it (multer 3.1 reports a complete body as incomplete when the last
+/// data and the end arrive on one poll, as they can over HTTP/2).
+fn data_stream(body: Body) -> impl futures_util::Stream<Item = Result<bytes::Bytes, axum::Error>> {
+    use http_body_util::BodyExt as _;
+    futures_util::stream::unfold(Some(body), |body| async move {
+        let mut body = body?;
+        loop {
+            match body.frame().await {
+                None => return None,
+                Some(Err(e)) => return Some((Err(e), None)),
+                Some(Ok(f)) => {
+                    if let Ok(data) = f.into_data() {
+                        return Some((Ok(data), Some(body)));
+                    }
+                }
+            }
+        }
+    })
+}
+
 /// Read every part of a multipart upload: (filename, bytes). The filename is taken verbatim
-/// (a delegation's `targets/releases` keeps its slash). The whole body is bounded.
-async fn read_multipart(req: Request, limit: u64) -> Result<Vec<(String, Vec<u8>)>, ApiError> {
+/// (a delegation's `targets/releases` keeps its slash). The body is parsed as it streams
+/// in: the whole request is bounded by `limit`, each part by `part_limit`, and every byte
+/// held is reserved in the server's memory budget (`held`; 503 when it is spent).
+async fn read_multipart(
+    req: Request,
+    limit: u64,
+    part_limit: u64,
+    held: &mut crate::budget::Reservation,
+) -> Result<Vec<(String, Vec<u8>)>, ApiError> {
     let malformed =
         |msg: String| ApiError::with_detail(Code::MalformedUpload, serde_json::Value::String(msg));
     let ct = req
@@ -483,27 +635,13 @@ async fn read_multipart(req: Request, limit: u64) -> Result<Vec<(String, Vec<u8>
             return Err(too_large(limit));
         }
     }
-    // The body is read whole (bounded) before multer parses it: multer 3.1 reports a
-    // complete body as "incomplete" when its data and end-of-stream arrive together on a
-    // second poll (seen over HTTP/2), and every part is buffered whole anyway.
-    let body = {
-        use http_body_util::BodyExt as _;
-        match http_body_util::Limited::new(req.into_body(), limit as usize)
-            .collect()
-            .await
-        {
-            Ok(c) => c.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large(limit)),
-            Err(e) => return Err(malformed(format!("reading the body: {e}"))),
-        }
-    };
-    let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(body) });
     let constraints =
         multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(limit));
-    let mut mp = multer::Multipart::with_constraints(stream, boundary, constraints);
+    let mut mp =
+        multer::Multipart::with_constraints(data_stream(req.into_body()), boundary, constraints);
     let mut parts = Vec::new();
     loop {
-        let field = match mp.next_field().await {
+        let mut field = match mp.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(multer::Error::StreamSizeExceeded { .. }) => return Err(too_large(limit)),
@@ -516,11 +654,29 @@ async fn read_multipart(req: Request, limit: u64) -> Result<Vec<(String, Vec<u8>
         if parts.len() >= 1000 {
             return Err(malformed("more than 1000 parts".into()));
         }
-        let data = match field.bytes().await {
-            Ok(b) => b.to_vec(),
-            Err(multer::Error::StreamSizeExceeded { .. }) => return Err(too_large(limit)),
-            Err(e) => return Err(malformed(e.to_string())),
-        };
+        let mut data: Vec<u8> = Vec::new();
+        loop {
+            let chunk = match field.chunk().await {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(multer::Error::StreamSizeExceeded { .. }) => return Err(too_large(limit)),
+                Err(e) => return Err(malformed(e.to_string())),
+            };
+            if (data.len() + chunk.len()) as u64 > part_limit {
+                return Err(ApiError {
+                    code: Code::MalformedUpload,
+                    detail: Some(serde_json::Value::String(format!(
+                        "{} is larger than {part_limit} bytes",
+                        name.chars().take(100).collect::<String>()
+                    ))),
+                    status: Some(StatusCode::PAYLOAD_TOO_LARGE),
+                });
+            }
+            held.grow(chunk.len() as u64)
+                .await
+                .map_err(|_| ApiError::new(Code::Unavailable))?;
+            data.extend_from_slice(&chunk);
+        }
         parts.push((name, data));
     }
     Ok(parts)

@@ -13,9 +13,11 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod budget;
 pub mod config;
 pub mod conn;
 pub mod errors;
+pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod oci;
@@ -92,7 +94,12 @@ pub async fn collect_garbage(
     dry_run: bool,
 ) -> Result<oci::gc::GcReport, StartError> {
     let _lock = lock_data_dir(data_dir)?;
-    let registry = oci::Registry::open(data_dir)?;
+    let limits = config::Limits::default();
+    let budget = Arc::new(budget::MemoryBudget::new(
+        limits.max_inflight_bytes,
+        Duration::ZERO,
+    ));
+    let registry = oci::Registry::open(data_dir, &limits, budget)?;
     Ok(oci::gc::collect(&registry, grace, dry_run).await?)
 }
 
@@ -101,6 +108,10 @@ pub struct App {
     pub trust: trust::TrustService,
     pub registry: oci::Registry,
     pub auth: auth::Auth,
+    /// Request bytes held in memory, all requests together (`max_inflight_bytes`).
+    pub budget: Arc<budget::MemoryBudget>,
+    /// Whether storage can be written.
+    pub health: health::Health,
     pub metrics: metrics::Metrics,
     pub config: ServerConfig,
     /// Held for the process's lifetime: one server per data directory.
@@ -140,11 +151,24 @@ impl App {
             clock.clone(),
         )?;
         let trust = trust::TrustService::new(storage, keys, clock, limits, 16 << 20);
-        let registry = oci::Registry::open(dir)?;
+        let budget = Arc::new(budget::MemoryBudget::new(
+            config.limits.max_inflight_bytes,
+            Duration::from_secs(2),
+        ));
+        let registry = oci::Registry::open(dir, &config.limits, budget.clone())?;
+        let health = health::Health::new(dir);
+        if !health.probe().await {
+            tracing::warn!(
+                "starting read-only: {}",
+                health.failing().unwrap_or_default()
+            );
+        }
         Ok(Arc::new(App {
             trust,
             registry,
             auth,
+            budget,
+            health,
             metrics: metrics::Metrics::default(),
             config,
             _lock: lock,
@@ -205,13 +229,14 @@ where
             limits.max_connections
         );
     }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(maintenance(app.clone(), stop_rx.clone()));
     let router = http::router(app);
     let builder = auto::Builder::new(TokioExecutor::new());
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let pool = Arc::new(conn::Pool::default());
     let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut tasks = tokio::task::JoinSet::new();
     let accept_errors = conn::Throttle::new(Duration::from_secs(10));
     tokio::pin!(shutdown);
     loop {
@@ -328,4 +353,51 @@ where
         tasks.shutdown().await;
     }
     Ok(())
+}
+
+/// What the running server does on its own: removes upload sessions idle past
+/// `upload_expiry_secs`, reclaims server keys never used by a first update, and probes
+/// whether storage can be written.
+async fn maintenance(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    use tokio::time::Instant;
+    let l = &app.config.limits;
+    let sweep_every = (l.upload_expiry / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let keys_every =
+        (l.unused_key_expiry / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    let start = Instant::now();
+    let (mut sweep, mut keys, mut probe) = (
+        start + sweep_every,
+        start + keys_every,
+        start + app.health.next_probe(),
+    );
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(sweep.min(keys).min(probe)) => {}
+            _ = stop.changed() => return,
+        }
+        let now = Instant::now();
+        if now >= sweep {
+            let n = app.registry.blobs.expire().await;
+            if n > 0 {
+                tracing::info!("removed {n} upload sessions idle for {:?}", l.upload_expiry);
+            }
+            sweep = now + sweep_every;
+        }
+        if now >= keys {
+            match app
+                .trust
+                .reclaim_unused_keys(l.unused_key_expiry.as_secs() as i64)
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::info!("reclaimed the unused server keys of {n} repositories"),
+                Err(e) => tracing::warn!("reclaiming unused server keys: {e}"),
+            }
+            keys = now + keys_every;
+        }
+        if now >= probe {
+            app.health.probe().await;
+            probe = Instant::now() + app.health.next_probe();
+        }
+    }
 }

@@ -57,7 +57,7 @@ pub fn parse(raw_path: &str) -> Route {
     };
     match &*path {
         "/v2/" | "/v2" => return Route::Base,
-        "/_notary_server/health" => return Route::Health,
+        "/_notary_server/health" | "/healthz" => return Route::Health,
         "/metrics" => return Route::Metrics,
         "/auth/token" => return Route::Token,
         "/v2/_trust/changefeed" => return Route::Changefeed(None),
@@ -275,6 +275,7 @@ mod tests {
         );
         assert_eq!(parse("/v2/_trust/changefeed"), Route::Changefeed(None));
         assert_eq!(parse("/_notary_server/health"), Route::Health);
+        assert_eq!(parse("/healthz"), Route::Health);
         assert_eq!(
             parse("/v2/foo/bar/manifests/latest"),
             Route::Registry(OciRoute::Manifest(

@@ -153,7 +153,17 @@ pub struct TrustService {
 }
 
 fn storage_err(code: Code) -> impl Fn(StorageError) -> ApiError {
-    move |e| ApiError::internal(code, e)
+    move |e| match e {
+        StorageError::Full => ApiError::no_space(),
+        e => ApiError::internal(code, e),
+    }
+}
+
+fn key_err(e: crate::signing::KeyServiceError) -> ApiError {
+    match e {
+        crate::signing::KeyServiceError::Storage(s) => storage_err(Code::Unknown)(s),
+        e => ApiError::internal(Code::Unknown, e),
+    }
 }
 
 fn parse_stored<T: tuf::metadata::Role>(
@@ -305,7 +315,7 @@ impl TrustService {
                     StorageError::Version { .. } => {
                         return Err(ApiError::with_detail(Code::Version, serde_json::json!({})))
                     }
-                    e => return Err(ApiError::internal(Code::Updating, e)),
+                    e => return Err(storage_err(Code::Updating)(e)),
                 }
             }
         })
@@ -321,11 +331,7 @@ impl TrustService {
         for _ in 0..8 {
             let guard = self.locks.lock(gun).await;
             let st = self.state(gun, &roles).await?;
-            let held = self
-                .keys
-                .held(gun)
-                .await
-                .map_err(|e| ApiError::internal(Code::Unknown, e))?;
+            let held = self.keys.held(gun).await.map_err(key_err)?;
             let plan = upload::validate(
                 gun,
                 &st.stored,
@@ -388,11 +394,7 @@ impl TrustService {
         for _ in 0..8 {
             let guard = self.locks.lock(gun).await;
             let st = self.state(gun, &[]).await?;
-            let held = self
-                .keys
-                .held(gun)
-                .await
-                .map_err(|e| ApiError::internal(Code::Unknown, e))?;
+            let held = self.keys.held(gun).await.map_err(key_err)?;
             let plan = match upload::refresh(
                 &st.stored,
                 &held,
@@ -485,7 +487,7 @@ impl TrustService {
         } else {
             self.keys.current_or_pending(gun, role.as_str(), root).await
         };
-        r.map_err(|e| ApiError::internal(Code::Unknown, e))
+        r.map_err(key_err)
     }
 
     /// `DELETE /v2/<gun>/_trust/tuf/`.
@@ -507,5 +509,29 @@ impl TrustService {
         self.states.remove(gun);
         self.timestamps.published(gun, None);
         Ok(())
+    }
+
+    /// Delete the server keys of repositories that asked for them (`GET <role>.key`) more
+    /// than `max_age_secs` ago and never got a first update. How many repositories.
+    pub async fn reclaim_unused_keys(&self, max_age_secs: i64) -> Result<usize, StorageError> {
+        let before = self.clock.now().unix_secs() - max_age_secs;
+        let mut n = 0;
+        loop {
+            let guns = self.storage.unused_key_guns(before, 500).await?;
+            if guns.is_empty() {
+                return Ok(n);
+            }
+            let batch = guns.len();
+            for gun in guns {
+                // Under the repository's lock: a first update cannot land in between.
+                let _guard = self.locks.lock(&gun).await;
+                let ids = self.storage.delete_unused_keys(&gun).await?;
+                self.keys.forget(&gun, &ids);
+                n += usize::from(!ids.is_empty());
+            }
+            if batch < 500 {
+                return Ok(n);
+            }
+        }
     }
 }

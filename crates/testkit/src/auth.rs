@@ -178,7 +178,11 @@ impl Snapshot {
                 if p.is_dir() {
                     out.insert(format!("{rel}/"), String::new());
                     stack.push(p);
-                } else if rel.ends_with("-wal") || rel.ends_with("-shm") || rel == "notarium.lock" {
+                } else if rel.ends_with("-wal")
+                    || rel.ends_with("-shm")
+                    || rel == "notarium.lock"
+                    || rel == server::health::PROBE_FILE
+                {
                     continue;
                 } else if rel.ends_with(".db") {
                     for (t, rows) in dump_db(&p) {

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use axum::body::Body;
@@ -41,19 +41,89 @@ pub struct Upload {
     hasher: Option<Hasher>,
 }
 
+/// What uploads may take (`[limits]`).
+#[derive(Debug, Clone, Copy)]
+pub struct UploadLimits {
+    pub max_blob_bytes: u64,
+    pub max_sessions: usize,
+    pub max_sessions_per_repository: usize,
+    /// An upload untouched this long is removed.
+    pub expiry: Duration,
+}
+
+impl From<&crate::config::Limits> for UploadLimits {
+    fn from(l: &crate::config::Limits) -> Self {
+        UploadLimits {
+            max_blob_bytes: l.max_blob_bytes,
+            max_sessions: l.max_upload_sessions,
+            max_sessions_per_repository: l.max_upload_sessions_per_repository,
+            expiry: l.upload_expiry,
+        }
+    }
+}
+
+/// An upload session as the store keeps it: the upload (locked while a request works on
+/// it), its repository and when it was last touched.
+struct Session {
+    upload: Arc<tokio::sync::Mutex<Upload>>,
+    repo: String,
+    touched: Instant,
+}
+
+#[derive(Default)]
+struct Sessions {
+    by_id: HashMap<String, Session>,
+    per_repo: HashMap<String, usize>,
+}
+
+impl Sessions {
+    fn insert(&mut self, id: String, s: Session) {
+        *self.per_repo.entry(s.repo.clone()).or_default() += 1;
+        if let Some(old) = self.by_id.insert(id, s) {
+            self.forget_repo(&old.repo);
+        }
+    }
+
+    fn remove(&mut self, id: &str) -> Option<Session> {
+        let s = self.by_id.remove(id)?;
+        self.forget_repo(&s.repo);
+        Some(s)
+    }
+
+    fn forget_repo(&mut self, repo: &str) {
+        if let Some(n) = self.per_repo.get_mut(repo) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_repo.remove(repo);
+            }
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
     #[error("the uploaded content has digest {actual}, not {expected}")]
     DigestMismatch { expected: String, actual: String },
     #[error("the request body ended early: {0}")]
     Body(String),
+    #[error("a blob may be {limit} bytes at most")]
+    TooLarge { limit: u64 },
+    #[error("{0}")]
+    TooManySessions(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
 
+impl crate::health::OutOfSpace for BlobError {
+    fn out_of_space(&self) -> bool {
+        matches!(self, BlobError::Io(e) if e.out_of_space())
+    }
+}
+
 pub struct BlobStore {
     root: PathBuf,
-    uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Upload>>>>,
+    uploads: Mutex<Sessions>,
+    pub limits: UploadLimits,
 }
 
 fn io_other(e: impl std::fmt::Display) -> std::io::Error {
@@ -61,14 +131,53 @@ fn io_other(e: impl std::fmt::Display) -> std::io::Error {
 }
 
 impl BlobStore {
-    pub fn open(root: &Path) -> std::io::Result<BlobStore> {
+    /// Open the store; the uploads left by an earlier run are sessions again (and count
+    /// against the limits, and expire, from their files' age).
+    pub fn open(root: &Path, limits: UploadLimits) -> std::io::Result<BlobStore> {
         for d in ["blobs", "uploads"] {
             std::fs::create_dir_all(root.join(d))?;
         }
-        Ok(BlobStore {
+        let store = BlobStore {
             root: root.to_path_buf(),
-            uploads: Mutex::new(HashMap::new()),
-        })
+            uploads: Mutex::new(Sessions::default()),
+            limits,
+        };
+        let mut sessions = Sessions::default();
+        for f in std::fs::read_dir(root.join("uploads"))? {
+            let f = f?;
+            let name = f.file_name();
+            let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".repo")) else {
+                continue;
+            };
+            let (Ok(repo), Ok(meta)) = (
+                std::fs::read_to_string(f.path()),
+                std::fs::metadata(store.upload_path(id)),
+            ) else {
+                continue;
+            };
+            let age = meta
+                .modified()
+                .ok()
+                .and_then(|m| m.elapsed().ok())
+                .unwrap_or_default();
+            let touched = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+            let upload = Arc::new(tokio::sync::Mutex::new(Upload {
+                id: id.to_owned(),
+                repo: repo.clone(),
+                size: meta.len(),
+                hasher: None,
+            }));
+            sessions.insert(
+                id.to_owned(),
+                Session {
+                    upload,
+                    repo,
+                    touched,
+                },
+            );
+        }
+        *store.lock_map() = sessions;
+        Ok(store)
     }
 
     pub fn blob_path(&self, d: &Digest) -> PathBuf {
@@ -117,8 +226,23 @@ impl BlobStore {
         }
     }
 
-    /// Start an upload to `repo`.
-    pub async fn start(&self, repo: &str) -> std::io::Result<Arc<tokio::sync::Mutex<Upload>>> {
+    /// Start an upload to `repo`, if the session limits allow one more.
+    pub async fn start(&self, repo: &str) -> Result<Arc<tokio::sync::Mutex<Upload>>, BlobError> {
+        {
+            let map = self.lock_map();
+            if map.by_id.len() >= self.limits.max_sessions {
+                return Err(BlobError::TooManySessions(format!(
+                    "the registry has {} upload sessions open, its limit",
+                    map.by_id.len()
+                )));
+            }
+            let here = map.per_repo.get(repo).copied().unwrap_or(0);
+            if here >= self.limits.max_sessions_per_repository {
+                return Err(BlobError::TooManySessions(format!(
+                    "{repo} has {here} upload sessions open, the limit per repository"
+                )));
+            }
+        }
         let mut rnd = [0u8; 16];
         aws_lc_rs::rand::fill(&mut rnd).map_err(io_other)?;
         let id = hex::encode(rnd);
@@ -134,14 +258,59 @@ impl BlobStore {
             size: 0,
             hasher: Some(Hasher::new(Algorithm::Sha256)),
         }));
-        self.lock_map().insert(id, u.clone());
+        self.lock_map().insert(
+            id,
+            Session {
+                upload: u.clone(),
+                repo: repo.to_owned(),
+                touched: Instant::now(),
+            },
+        );
         Ok(u)
     }
 
-    fn lock_map(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<Upload>>>> {
+    fn lock_map(&self) -> std::sync::MutexGuard<'_, Sessions> {
         self.uploads.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many upload sessions are open.
+    pub fn sessions(&self) -> usize {
+        self.lock_map().by_id.len()
+    }
+
+    /// Remove the uploads untouched for the expiry time (not one a request is working
+    /// on), with their files. How many were removed.
+    pub async fn expire(&self) -> usize {
+        let old: Vec<(String, Arc<tokio::sync::Mutex<Upload>>)> = self
+            .lock_map()
+            .by_id
+            .iter()
+            .filter(|(_, s)| s.touched.elapsed() >= self.limits.expiry)
+            .map(|(id, s)| (id.clone(), s.upload.clone()))
+            .collect();
+        let mut n = 0;
+        for (id, upload) in old {
+            // Locked: a request is using it right now; it is not idle.
+            let Ok(_guard) = upload.try_lock() else {
+                continue;
+            };
+            let still_old = self
+                .lock_map()
+                .by_id
+                .get(&id)
+                .is_some_and(|s| s.touched.elapsed() >= self.limits.expiry);
+            if still_old {
+                self.discard(&id).await;
+                n += 1;
+            }
+        }
+        n
+    }
+
+    fn touch(&self, id: &str) {
+        if let Some(s) = self.lock_map().by_id.get_mut(id) {
+            s.touched = Instant::now();
+        }
     }
 
     /// An upload in progress (also one begun before a restart), if it belongs to `repo`.
@@ -150,43 +319,20 @@ impl BlobStore {
         repo: &str,
         id: &str,
     ) -> std::io::Result<Option<Arc<tokio::sync::Mutex<Upload>>>> {
-        if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Ok(None);
-        }
-        let known = self.lock_map().get(id).cloned();
-        if let Some(u) = known {
-            let same = u.lock().await.repo == repo;
-            return Ok(same.then_some(u));
-        }
-        // Begun before a restart: its file and owner are on disk.
-        let owner = match tokio::fs::read_to_string(self.upload_meta_path(id)).await {
-            Ok(o) => o,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        if owner != repo {
-            return Ok(None);
-        }
-        let size = match tokio::fs::metadata(self.upload_path(id)).await {
-            Ok(m) => m.len(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let u = Arc::new(tokio::sync::Mutex::new(Upload {
-            id: id.to_owned(),
-            repo: owner,
-            size,
-            hasher: None,
-        }));
-        Ok(Some(
-            self.lock_map().entry(id.to_owned()).or_insert(u).clone(),
-        ))
+        let map = self.lock_map();
+        Ok(map
+            .by_id
+            .get(id)
+            .filter(|s| s.repo == repo)
+            .map(|s| s.upload.clone()))
     }
 
     /// Append a request body to an upload. On a body that ends early, what arrived is kept
     /// (the client may resume from the new size).
     pub async fn append(&self, up: &mut Upload, body: Body) -> Result<u64, BlobError> {
+        self.touch(&up.id);
         let path = self.upload_path(&up.id);
+        let limit = self.limits.max_blob_bytes;
         // Frames as they arrive (no copy), at most `IN_FLIGHT_BYTES` of them between the
         // network and the disk: each frame holds permits for its bytes until written.
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Bytes, OwnedSemaphorePermit)>();
@@ -208,10 +354,17 @@ impl BlobStore {
         });
         let mut body = body;
         let mut failure = None;
+        let mut too_large = false;
+        let mut received = up.size;
         while let Some(frame) = body.frame().await {
             match frame {
                 Ok(f) => {
                     if let Ok(data) = f.into_data() {
+                        received += data.len() as u64;
+                        if received > limit {
+                            too_large = true;
+                            break;
+                        }
                         let n = data.len().min(IN_FLIGHT_BYTES) as u32;
                         let Ok(permit) = budget.clone().acquire_many_owned(n).await else {
                             break;
@@ -229,6 +382,12 @@ impl BlobStore {
         }
         drop(tx);
         let outcome = writer.await.map_err(io_other)?;
+        self.touch(&up.id);
+        if too_large {
+            // Past the limit: nothing of it is kept.
+            self.discard(&up.id).await;
+            return Err(BlobError::TooLarge { limit });
+        }
         match (outcome, failure) {
             (Ok((hasher, written)), None) => {
                 up.size += written;

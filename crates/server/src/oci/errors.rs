@@ -20,6 +20,8 @@ pub enum OciCode {
     Unsupported,
     Unauthorized,
     Denied,
+    TooManyRequests,
+    Unavailable,
     Unknown,
 }
 
@@ -40,6 +42,8 @@ impl OciCode {
             OciCode::Unsupported => "UNSUPPORTED",
             OciCode::Unauthorized => "UNAUTHORIZED",
             OciCode::Denied => "DENIED",
+            OciCode::TooManyRequests => "TOOMANYREQUESTS",
+            OciCode::Unavailable => "UNAVAILABLE",
             OciCode::Unknown => "UNKNOWN",
         }
     }
@@ -62,6 +66,8 @@ impl OciCode {
             OciCode::Unsupported => "the operation is unsupported",
             OciCode::Unauthorized => "authentication required",
             OciCode::Denied => "requested access to the resource is denied",
+            OciCode::TooManyRequests => "too many requests",
+            OciCode::Unavailable => "service unavailable",
             OciCode::Unknown => "unknown error",
         }
     }
@@ -76,6 +82,8 @@ impl OciCode {
             OciCode::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
             OciCode::Unauthorized => StatusCode::UNAUTHORIZED,
             OciCode::Denied => StatusCode::FORBIDDEN,
+            OciCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            OciCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             OciCode::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -134,6 +142,10 @@ impl IntoResponse for OciError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if matches!(self.code, OciCode::TooManyRequests | OciCode::Unavailable) {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         r
     }
 }

@@ -12,12 +12,35 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::route::ManifestRef;
 
 #[derive(Debug, thiserror::Error)]
-#[error("registry database: {0}")]
-pub struct MetaError(String);
+#[error("registry database: {message}")]
+pub struct MetaError {
+    message: String,
+    /// The database could not be written for lack of space.
+    full: bool,
+}
+
+impl MetaError {
+    fn new(message: String) -> Self {
+        MetaError {
+            message,
+            full: false,
+        }
+    }
+}
 
 impl From<rusqlite::Error> for MetaError {
     fn from(e: rusqlite::Error) -> Self {
-        MetaError(e.to_string())
+        use crate::health::OutOfSpace as _;
+        MetaError {
+            full: e.out_of_space(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl crate::health::OutOfSpace for MetaError {
+    fn out_of_space(&self) -> bool {
+        self.full
     }
 }
 
@@ -144,7 +167,7 @@ impl SqliteMeta {
             f(&mut c)
         })
         .await
-        .map_err(|e| MetaError(e.to_string()))?
+        .map_err(|e| MetaError::new(e.to_string()))?
     }
 }
 

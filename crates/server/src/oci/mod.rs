@@ -27,6 +27,7 @@ use http_body_util::BodyExt as _;
 use registry::manifest::{self, Manifest};
 use registry::Digest;
 
+use crate::health::OutOfSpace;
 use blobs::{BlobError, BlobStore};
 use errors::{OciCode, OciError, OciResult};
 use meta::{NewManifest, RegistryMeta, SqliteMeta};
@@ -42,6 +43,8 @@ const MAX_PAGE: usize = 10_000;
 pub struct Registry {
     pub blobs: BlobStore,
     pub meta: Arc<dyn RegistryMeta>,
+    /// Manifests' bytes are held against the server's memory budget.
+    pub budget: Arc<crate::budget::MemoryBudget>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,14 +57,31 @@ pub enum RegistryOpenError {
 
 impl Registry {
     /// Open (creating) the registry's part of a data directory.
-    pub fn open(data_dir: &Path) -> Result<Registry, RegistryOpenError> {
-        let blobs = BlobStore::open(&data_dir.join("registry"))?;
+    pub fn open(
+        data_dir: &Path,
+        limits: &crate::config::Limits,
+        budget: Arc<crate::budget::MemoryBudget>,
+    ) -> Result<Registry, RegistryOpenError> {
+        let blobs = BlobStore::open(
+            &data_dir.join("registry"),
+            blobs::UploadLimits::from(limits),
+        )?;
         let meta = Arc::new(SqliteMeta::open(&data_dir.join("registry.db"))?);
-        Ok(Registry { blobs, meta })
+        Ok(Registry {
+            blobs,
+            meta,
+            budget,
+        })
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> OciError {
+/// A server-side failure: 507 when it is a lack of space (named in the answer), else
+/// 500 `UNKNOWN` with the cause only in the log.
+fn internal(e: impl std::fmt::Display + OutOfSpace) -> OciError {
+    if e.out_of_space() {
+        return OciError::detail(OciCode::Unknown, crate::health::NO_SPACE)
+            .with_status(StatusCode::INSUFFICIENT_STORAGE);
+    }
     OciError::internal(e)
 }
 
@@ -207,20 +227,42 @@ async fn get_manifest(reg: &Registry, name: &str, r: &ManifestRef) -> OciResult<
     Ok(resp)
 }
 
-/// Read a request body of at most `limit` bytes.
-async fn read_body(body: Body, limit: usize) -> OciResult<Vec<u8>> {
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(b) => Ok(b.to_bytes().to_vec()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(OciError::detail(
+/// Read a request body of at most `limit` bytes, held against the memory budget.
+async fn read_body(
+    body: Body,
+    limit: usize,
+    held: &mut crate::budget::Reservation,
+) -> OciResult<Vec<u8>> {
+    let too_large = || {
+        OciError::detail(
             OciCode::SizeInvalid,
             format!("a manifest may be {limit} bytes at most"),
         )
-        .with_status(StatusCode::PAYLOAD_TOO_LARGE)),
-        Err(e) => Err(OciError::detail(
-            OciCode::ManifestInvalid,
-            format!("reading the body: {e}"),
-        )),
+        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+    };
+    let mut body = body;
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            OciError::detail(OciCode::ManifestInvalid, format!("reading the body: {e}"))
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > limit {
+                return Err(too_large());
+            }
+            held.grow(data.len() as u64).await.map_err(|_| busy())?;
+            out.extend_from_slice(&data);
+        }
     }
+    Ok(out)
+}
+
+/// 503 with `Retry-After`: the server's memory budget is spent for now.
+fn busy() -> OciError {
+    OciError::detail(
+        OciCode::Unavailable,
+        "the server is busy; try again shortly",
+    )
 }
 
 async fn put_manifest(
@@ -236,7 +278,8 @@ async fn put_manifest(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    let bytes = read_body(body, MAX_MANIFEST).await?;
+    let mut held = reg.budget.start();
+    let bytes = read_body(body, MAX_MANIFEST, &mut held).await?;
     let m = Manifest::parse(&bytes, &content_type)
         .map_err(|e| OciError::detail(OciCode::ManifestInvalid, e.to_string()))?;
     let digest = match r {
@@ -441,6 +484,9 @@ fn blob_error(e: BlobError) -> OciError {
             OciCode::BlobUploadInvalid,
             format!("the request body ended early: {m}"),
         ),
+        BlobError::TooLarge { .. } => OciError::detail(OciCode::SizeInvalid, e.to_string())
+            .with_status(StatusCode::PAYLOAD_TOO_LARGE),
+        BlobError::TooManySessions(m) => OciError::detail(OciCode::TooManyRequests, m),
         BlobError::Io(e) => internal(e),
     }
 }
@@ -505,11 +551,11 @@ async fn start_upload(
         }
     }
     let digest = digest_param(&q)?;
-    let up = reg.blobs.start(name).await.map_err(internal)?;
+    let up = reg.blobs.start(name).await.map_err(blob_error)?;
     let mut up = up.lock().await;
     match digest {
         // Monolithic: POST ?digest=… with the whole blob.
-        Some(d) => complete_upload(reg, name, &mut up, body, &d).await,
+        Some(d) => complete_upload(reg, name, &mut up, req, body, &d).await,
         None => Ok(upload_status(name, &up.id, 0, StatusCode::ACCEPTED)),
     }
 }
@@ -521,9 +567,11 @@ async fn complete_upload(
     reg: &Registry,
     name: &str,
     up: &mut blobs::Upload,
+    req: &Parts,
     body: Body,
     d: &Digest,
 ) -> OciResult<Response> {
+    check_length(reg, up, req).await?;
     if let Err(e) = reg.blobs.append(up, body).await {
         reg.blobs.discard(&up.id).await;
         return Err(blob_error(e));
@@ -534,6 +582,22 @@ async fn complete_upload(
         .await
         .map_err(internal)?;
     Ok(blob_created(name, d))
+}
+
+/// Refuse a body whose announced length would take the upload past `max_blob_bytes`
+/// before reading it (the upload is dropped).
+async fn check_length(reg: &Registry, up: &blobs::Upload, req: &Parts) -> OciResult<()> {
+    let len = req
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let limit = reg.blobs.limits.max_blob_bytes;
+    if len.is_some_and(|n| up.size.saturating_add(n) > limit) {
+        reg.blobs.discard(&up.id).await;
+        return Err(blob_error(BlobError::TooLarge { limit }));
+    }
+    Ok(())
 }
 
 fn content_range_start(h: &HeaderMap) -> Option<Option<u64>> {
@@ -584,6 +648,7 @@ async fn upload(
                     return Ok(r);
                 }
             }
+            check_length(reg, &up, req).await?;
             let size = reg.blobs.append(&mut up, body).await.map_err(blob_error)?;
             Ok(upload_status(name, id, size, StatusCode::ACCEPTED))
         }
@@ -595,7 +660,7 @@ async fn upload(
                     "the digest parameter is required",
                 ));
             };
-            complete_upload(reg, name, &mut up, body, &d).await
+            complete_upload(reg, name, &mut up, req, body, &d).await
         }
         _ => Err(OciError::new(OciCode::Unsupported)),
     }

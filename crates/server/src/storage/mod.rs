@@ -27,12 +27,19 @@ pub enum StorageError {
     /// A uniqueness conflict that is not a version conflict (e.g. a key created twice).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The disk (or the database) is full.
+    #[error("{}", crate::health::NO_SPACE)]
+    Full,
     #[error("database: {0}")]
     Db(String),
 }
 
 impl From<rusqlite::Error> for StorageError {
     fn from(e: rusqlite::Error) -> Self {
+        use crate::health::OutOfSpace as _;
+        if e.out_of_space() {
+            return StorageError::Full;
+        }
         StorageError::Db(e.to_string())
     }
 }
@@ -158,6 +165,12 @@ pub trait Storage: Send + Sync + 'static {
         new: &str,
     ) -> Result<bool>;
 
+    /// Repositories with server keys created before `created_before` (unix seconds) and
+    /// no metadata at all: keys asked for, never used by a first update (at most `limit`).
+    async fn unused_key_guns(&self, created_before: i64, limit: usize) -> Result<Vec<Gun>>;
+    /// Delete `gun`'s server keys (and pending keys) if it still has no metadata; the IDs
+    /// deleted.
+    async fn delete_unused_keys(&self, gun: &Gun) -> Result<Vec<String>>;
     async fn setting(&self, name: &str) -> Result<Option<Vec<u8>>>;
     /// Store a setting unless one exists; returns the value that is stored afterwards.
     async fn init_setting(&self, name: &str, value: &[u8]) -> Result<Vec<u8>>;

@@ -512,6 +512,46 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn unused_key_guns(&self, created_before: i64, limit: usize) -> Result<Vec<Gun>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT DISTINCT k.gun FROM private_keys k WHERE k.created_at < ?1 \
+                 AND NOT EXISTS (SELECT 1 FROM tuf_files f WHERE f.gun = k.gun) LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![created_before, limit as i64], |r| {
+                r.get::<_, String>(0)
+            })?;
+            let mut out = Vec::new();
+            for g in rows {
+                if let Ok(g) = Gun::new(&g?) {
+                    out.push(g);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_unused_keys(&self, gun: &Gun) -> Result<Vec<String>> {
+        let g = gun.to_string();
+        self.write(move |tx| {
+            let used: bool = tx
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM tuf_files WHERE gun = ?1)")?
+                .query_row(params![g], |r| r.get(0))?;
+            if used {
+                return Ok(Vec::new());
+            }
+            let ids = tx
+                .prepare_cached("SELECT key_id FROM private_keys WHERE gun = ?1")?
+                .query_map(params![g], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            tx.execute("DELETE FROM private_keys WHERE gun = ?1", params![g])?;
+            tx.execute("DELETE FROM pending_keys WHERE gun = ?1", params![g])?;
+            Ok(ids)
+        })
+        .await
+    }
+
     async fn pending_key(&self, gun: &Gun, role: &str) -> Result<Option<String>> {
         let (g, r) = (gun.to_string(), role.to_owned());
         self.read(move |c| {
@@ -566,6 +606,10 @@ impl Storage for SqliteStorage {
     }
 
     async fn init_setting(&self, name: &str, value: &[u8]) -> Result<Vec<u8>> {
+        // Read first: a server that starts on a full disk must not need to write.
+        if let Some(v) = self.setting(name).await? {
+            return Ok(v);
+        }
         let (n, v) = (name.to_owned(), value.to_vec());
         self.write(move |tx| {
             tx.execute(
