@@ -9,7 +9,10 @@ use clap::{Args, Subcommand};
 use server::config::{FileConfig, ServerConfig};
 
 #[derive(Args)]
-#[command(args_conflicts_with_subcommands = false)]
+#[command(
+    args_conflicts_with_subcommands = false,
+    after_help = "Environment:\n  NOTARIUM_KEY_PASSPHRASE  seals the server's timestamp and snapshot keys (and the token key)\n  NOTARIUM_LOG             log filter: error, warn, info (default; one access line per request), debug,\n                           or per target, e.g. info,notarium::access=off (RUST_LOG is read when it is unset)"
+)]
 pub struct ServerArgs {
     #[command(subcommand)]
     action: Option<ServerAction>,
@@ -119,6 +122,7 @@ pub fn run(args: ServerArgs) -> Result<(), String> {
     if let Some(d) = args.data_dir {
         config.data_dir = d;
     }
+    protect_process();
     match args.action {
         Some(ServerAction::Gc { grace, dry_run }) => return gc(&config, grace, dry_run),
         Some(ServerAction::User(action)) => return user(&config, action),
@@ -184,10 +188,25 @@ pub fn run(args: ServerArgs) -> Result<(), String> {
     })
 }
 
+/// Everything the server creates is private to its user (databases, WAL files, blobs,
+/// uploads: 0600, directories 0700) whatever umask it was started with, and the process
+/// cannot be dumped or traced by another process of the same user (its memory holds
+/// decrypted keys).
+fn protect_process() {
+    use rustix::fs::Mode;
+    rustix::process::umask(Mode::from_raw_mode(0o077));
+    if let Err(e) =
+        rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+    {
+        tracing::warn!("cannot mark the process not dumpable: {e}");
+    }
+}
+
 /// Log to stderr, text or JSON lines, written off the request path (a request never
 /// waits for the terminal unless the buffer is full).
 fn init_logging(json: bool) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_env("NOTARIUM_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_env("RUST_LOG"))
         .unwrap_or_else(|_| "info".into());
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)

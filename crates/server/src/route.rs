@@ -71,7 +71,14 @@ pub fn parse(raw_path: &str) -> Route {
     let Some((gun, tail)) = rest.rsplit_once("/_trust/") else {
         return match crate::oci::route::parse(rest) {
             Ok(Some(r)) => Route::Registry(r),
-            Ok(None) => Route::NotFound,
+            // Registry paths answer in the registry's envelope.
+            Ok(None) => Route::RegistryInvalid(
+                OciError::detail(
+                    crate::oci::errors::OciCode::Unsupported,
+                    "no registry route has this path",
+                )
+                .with_status(http::StatusCode::NOT_FOUND),
+            ),
             Err(e) => Route::RegistryInvalid(e),
         };
     };
@@ -137,15 +144,21 @@ impl Route {
                 (OciRoute::Catalog, Method::GET) => catalog(Surface::Registry),
                 (
                     OciRoute::Manifest(n, _)
+                    | OciRoute::BadManifestRef(n, _)
                     | OciRoute::Blob(n, _)
                     | OciRoute::Tags(n)
                     | OciRoute::Referrers(n, _),
                     Method::GET | Method::HEAD,
                 ) => reg(n, &[Pull]),
-                (OciRoute::Manifest(n, _), Method::PUT) => reg(n, &[Push]),
-                (OciRoute::Manifest(n, _) | OciRoute::Blob(n, _), Method::DELETE) => {
-                    reg(n, &[Delete])
+                (OciRoute::Manifest(n, _) | OciRoute::BadManifestRef(n, _), Method::PUT) => {
+                    reg(n, &[Push])
                 }
+                (
+                    OciRoute::Manifest(n, _)
+                    | OciRoute::BadManifestRef(n, _)
+                    | OciRoute::Blob(n, _),
+                    Method::DELETE,
+                ) => reg(n, &[Delete]),
                 (OciRoute::Uploads(n), Method::POST) => {
                     let mut r = reg(n, &[Push]);
                     if let (Need::Access { optional, .. }, Some(from)) =
@@ -181,7 +194,7 @@ impl Route {
             Route::BadGun(_) => "trust.invalid",
             Route::Registry(r) => match r {
                 OciRoute::Catalog => "registry.catalog",
-                OciRoute::Manifest(..) => "registry.manifest",
+                OciRoute::Manifest(..) | OciRoute::BadManifestRef(..) => "registry.manifest",
                 OciRoute::Blob(..) => "registry.blob",
                 OciRoute::Uploads(_) | OciRoute::Upload(..) => "registry.upload",
                 OciRoute::Tags(_) => "registry.tags",
@@ -287,7 +300,11 @@ mod tests {
             parse("/v2/Foo/manifests/latest"),
             Route::RegistryInvalid(_)
         ));
-        assert_eq!(parse("/v2/foo/bar"), Route::NotFound);
+        assert!(matches!(
+            parse("/v2/foo/manifests/-x"),
+            Route::Registry(OciRoute::BadManifestRef(..))
+        ));
+        assert!(matches!(parse("/v2/foo/bar"), Route::RegistryInvalid(_)));
         assert_eq!(parse("/auth/token"), Route::Token);
     }
 

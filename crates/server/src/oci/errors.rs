@@ -22,6 +22,8 @@ pub enum OciCode {
     Denied,
     TooManyRequests,
     Unavailable,
+    PaginationNumberInvalid,
+    TagInvalid,
     Unknown,
 }
 
@@ -44,6 +46,8 @@ impl OciCode {
             OciCode::Denied => "DENIED",
             OciCode::TooManyRequests => "TOOMANYREQUESTS",
             OciCode::Unavailable => "UNAVAILABLE",
+            OciCode::PaginationNumberInvalid => "PAGINATION_NUMBER_INVALID",
+            OciCode::TagInvalid => "TAG_INVALID",
             OciCode::Unknown => "UNKNOWN",
         }
     }
@@ -68,6 +72,8 @@ impl OciCode {
             OciCode::Denied => "requested access to the resource is denied",
             OciCode::TooManyRequests => "too many requests",
             OciCode::Unavailable => "service unavailable",
+            OciCode::PaginationNumberInvalid => "invalid number of results requested",
+            OciCode::TagInvalid => "manifest tag did not match URI",
             OciCode::Unknown => "unknown error",
         }
     }

@@ -98,6 +98,13 @@ pub async fn handle(reg: &Registry, route: OciRoute, req: Request, may_mount: bo
             put_manifest(reg, &name, &r, &parts, body).await
         }
         (OciRoute::Manifest(name, r), Method::DELETE) => delete_manifest(reg, &name, &r).await,
+        (OciRoute::BadManifestRef(name, _), Method::GET | Method::HEAD | Method::DELETE) => {
+            Err(OciError::detail(
+                OciCode::ManifestUnknown,
+                format!("{name} has no manifest by that reference"),
+            ))
+        }
+        (OciRoute::BadManifestRef(_, e), Method::PUT) => Err(e),
         (OciRoute::Blob(name, d), Method::GET | Method::HEAD) => {
             get_blob(reg, &name, &d, &parts).await
         }
@@ -127,20 +134,34 @@ fn param(q: &[(String, String)], key: &str) -> Option<String> {
     q.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
 }
 
-/// `n` and `last` of a paginated list.
-fn page(q: &[(String, String)]) -> OciResult<(usize, Option<String>, bool)> {
+/// `n` and `last` of a paginated list (`last` must pass `valid_last`, else `last_error`).
+fn page(
+    q: &[(String, String)],
+    valid_last: fn(&str) -> bool,
+    last_error: OciCode,
+) -> OciResult<(usize, Option<String>, bool)> {
     let n = match param(q, "n") {
         Some(n) => n.parse::<usize>().map(|n| n.min(MAX_PAGE)).map_err(|_| {
-            OciError::detail(OciCode::Unsupported, "n must be a number")
-                .with_status(StatusCode::BAD_REQUEST)
+            OciError::detail(
+                OciCode::PaginationNumberInvalid,
+                format!("n must be a number from 0 to {MAX_PAGE}"),
+            )
         })?,
         None => DEFAULT_PAGE,
     };
-    Ok((
-        n,
-        param(q, "last").filter(|l| !l.is_empty()),
-        param(q, "n").is_some(),
-    ))
+    let last = param(q, "last").filter(|l| !l.is_empty());
+    if let Some(l) = &last {
+        if !valid_last(l) {
+            return Err(OciError::detail(
+                last_error,
+                format!(
+                    "last {:?} is not a valid name here",
+                    l.chars().take(100).collect::<String>()
+                ),
+            ));
+        }
+    }
+    Ok((n, last, param(q, "n").is_some()))
 }
 
 fn set(h: &mut HeaderMap, name: &'static str, value: &str) {
@@ -167,7 +188,11 @@ fn link_next(r: &mut Response, path: &str, n: usize, last: &str) {
 
 async fn catalog(reg: &Registry, req: &Parts) -> OciResult<Response> {
     let q = query(req);
-    let (n, last, _) = page(&q)?;
+    let (n, last, _) = page(
+        &q,
+        registry::reference::valid_repository,
+        OciCode::NameInvalid,
+    )?;
     let repos = reg
         .meta
         .catalog(n, last.as_deref())
@@ -187,7 +212,7 @@ async fn catalog(reg: &Registry, req: &Parts) -> OciResult<Response> {
 
 async fn tags(reg: &Registry, name: &str, req: &Parts) -> OciResult<Response> {
     let q = query(req);
-    let (n, last, _) = page(&q)?;
+    let (n, last, _) = page(&q, registry::reference::valid_tag, OciCode::TagInvalid)?;
     let Some(tags) = reg
         .meta
         .tags(name, n, last.as_deref())
@@ -600,10 +625,26 @@ async fn check_length(reg: &Registry, up: &blobs::Upload, req: &Parts) -> OciRes
     Ok(())
 }
 
-fn content_range_start(h: &HeaderMap) -> Option<Option<u64>> {
+/// A chunk's `Content-Range: <start>-<end>` (`bytes ` prefix allowed): `None` without
+/// one; `Err` when it is malformed, runs backwards, or disagrees with the body's
+/// `Content-Length`.
+fn content_range(h: &HeaderMap) -> Option<Result<(u64, u64), ()>> {
     let v = h.get(header::CONTENT_RANGE)?.to_str().ok()?;
     let v = v.strip_prefix("bytes ").unwrap_or(v);
-    Some(v.split('-').next().and_then(|s| s.trim().parse().ok()))
+    let v = v.split('/').next().unwrap_or(v);
+    let parsed = v
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?)));
+    let len = h
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    Some(match parsed {
+        Some((start, end)) if end >= start && len.is_none_or(|n| n == end - start + 1) => {
+            Ok((start, end))
+        }
+        _ => Err(()),
+    })
 }
 
 async fn upload(
@@ -627,14 +668,21 @@ async fn upload(
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         Method::PATCH => {
-            // A chunk must start where the upload stands.
-            if let Some(start) = content_range_start(&req.headers) {
-                if start != Some(up.size) {
-                    let mut r = OciError::detail(
-                        OciCode::RangeInvalid,
-                        format!("the upload has {} bytes; a chunk must start there", up.size),
-                    )
-                    .into_response();
+            // A chunk must start where the upload stands, and its range fit its body.
+            if let Some(range) = content_range(&req.headers) {
+                let problem = match range {
+                    Err(()) => Some(
+                        "Content-Range must be <start>-<end>, end not before start, covering the body"
+                            .to_owned(),
+                    ),
+                    Ok((start, _)) if start != up.size => Some(format!(
+                        "the upload has {} bytes; a chunk must start there",
+                        up.size
+                    )),
+                    Ok(_) => None,
+                };
+                if let Some(problem) = problem {
+                    let mut r = OciError::detail(OciCode::RangeInvalid, problem).into_response();
                     set(
                         r.headers_mut(),
                         "range",

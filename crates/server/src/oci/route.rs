@@ -29,6 +29,10 @@ pub enum OciRoute {
     Catalog,
     /// `/v2/<name>/manifests/<reference>`
     Manifest(String, ManifestRef),
+    /// `/v2/<name>/manifests/<reference>` with a reference that is neither a tag nor a
+    /// digest: unknown to a read (404 `MANIFEST_UNKNOWN`, as distribution), this error
+    /// to a write.
+    BadManifestRef(String, OciError),
     /// `/v2/<name>/blobs/<digest>`
     Blob(String, Digest),
     /// `/v2/<name>/blobs/uploads/`
@@ -83,16 +87,19 @@ pub fn parse(rest: &str) -> Result<Option<OciRoute>, OciError> {
         let name = name(2)?;
         let r = segs[n - 1];
         let reference = if r.contains(':') {
-            ManifestRef::Digest(digest(r)?)
+            digest(r).map(ManifestRef::Digest)
         } else if valid_tag(r) {
-            ManifestRef::Tag(r.to_owned())
+            Ok(ManifestRef::Tag(r.to_owned()))
         } else {
-            return Err(OciError::detail(
+            Err(OciError::detail(
                 OciCode::ManifestInvalid,
                 format!("invalid tag {:?}", trim(r)),
-            ));
+            ))
         };
-        return Ok(Some(OciRoute::Manifest(name, reference)));
+        return Ok(Some(match reference {
+            Ok(reference) => OciRoute::Manifest(name, reference),
+            Err(e) => OciRoute::BadManifestRef(name, e),
+        }));
     }
     if n >= 3 && segs[n - 2] == "referrers" {
         let name = name(2)?;
@@ -161,9 +168,19 @@ mod tests {
             ("a//b/manifests/v1", OciCode::NameInvalid),
             ("_trust/manifests/v1", OciCode::NameInvalid),
             ("a/blobs/sha256:abc", OciCode::DigestInvalid),
-            ("a/manifests/-bad", OciCode::ManifestInvalid),
         ] {
             assert_eq!(parse(bad).unwrap_err().code, code, "{bad}");
+        }
+        for (bad, code) in [
+            ("a/manifests/-bad", OciCode::ManifestInvalid),
+            ("a/manifests/sha256:abc", OciCode::DigestInvalid),
+        ] {
+            match parse(bad).unwrap() {
+                Some(OciRoute::BadManifestRef(name, e)) => {
+                    assert_eq!((name.as_str(), e.code), ("a", code), "{bad}")
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
         }
     }
 }
