@@ -75,6 +75,14 @@ async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
     let requirement = route.requirement(&method, req.uri().query());
     let kind = route.kind();
     let (mut resp, user) = match app.auth.authorize(req.headers(), &requirement) {
+        Ok(Grant { .. })
+            if app.health.failing().is_some()
+                && requirement.surface != Surface::Other
+                && matches!(method, Method::POST | Method::PUT | Method::PATCH) =>
+        {
+            // Read-only until storage can be written again.
+            (no_space(requirement.surface), None)
+        }
         Ok(Grant { user, optional }) => {
             let (op, resp) = handle(&app, route, req, optional).await;
             let resp = resp.unwrap_or_else(|e| e.into_response());
@@ -118,6 +126,16 @@ async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
         user = user.as_deref().unwrap_or("-"),
     );
     resp
+}
+
+/// 507, in the envelope of the API the request was for.
+fn no_space(surface: Surface) -> Response {
+    match surface {
+        Surface::Trust => ApiError::no_space().into_response(),
+        _ => OciError::detail(OciCode::Unknown, crate::health::NO_SPACE)
+            .with_status(StatusCode::INSUFFICIENT_STORAGE)
+            .into_response(),
+    }
 }
 
 /// The answer to a refused request, in the envelope of the API it was for. Nothing was

@@ -133,6 +133,13 @@ impl App {
             (None, true) => String::new(),
             (None, false) => return Err(StartError::NoPassphrase),
         };
+        let health = health::Health::new(dir);
+        if !health.prepare_start().await {
+            tracing::warn!(
+                "starting read-only: {}",
+                health.failing().unwrap_or_default()
+            );
+        }
         let storage: Arc<dyn storage::Storage> =
             Arc::new(storage::sqlite::SqliteStorage::open(&dir.join("notarium.db")).await?);
         let master =
@@ -156,13 +163,6 @@ impl App {
             Duration::from_secs(2),
         ));
         let registry = oci::Registry::open(dir, &config.limits, budget.clone())?;
-        let health = health::Health::new(dir);
-        if !health.probe().await {
-            tracing::warn!(
-                "starting read-only: {}",
-                health.failing().unwrap_or_default()
-            );
-        }
         Ok(Arc::new(App {
             trust,
             registry,
@@ -373,6 +373,8 @@ async fn maintenance(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>
     loop {
         tokio::select! {
             () = tokio::time::sleep_until(sweep.min(keys).min(probe)) => {}
+            // A write just failed: probe now, then every second until it passes.
+            () = app.health.changed.notified() => probe = Instant::now(),
             _ = stop.changed() => return,
         }
         let now = Instant::now();

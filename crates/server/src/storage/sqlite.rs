@@ -62,7 +62,7 @@ CREATE TABLE IF NOT EXISTS settings (
 /// Most commits written in one transaction.
 const MAX_BATCH: usize = 256;
 
-type Job = Box<dyn FnOnce(&Transaction<'_>) -> Result<Box<dyn FnOnce(bool) + Send>> + Send>;
+type Job = Box<dyn FnOnce(&Transaction<'_>) -> Result<Box<dyn FnOnce(Result<()>) + Send>> + Send>;
 
 enum Msg {
     Commit(Commit, oneshot::Sender<Result<()>>),
@@ -143,13 +143,12 @@ impl SqliteStorage {
         let (tx, rx) = oneshot::channel::<Result<T>>();
         let job: Job = Box::new(move |t| {
             let r = f(t);
-            Ok(Box::new(move |committed: bool| {
+            Ok(Box::new(move |committed: Result<()>| {
                 let _ = tx.send(match (r, committed) {
-                    (Ok(v), true) => Ok(v),
-                    (Err(e), _) => Err(e),
-                    (Ok(_), false) => Err(StorageError::Db("commit failed".into())),
+                    (Ok(v), Ok(())) => Ok(v),
+                    (Err(e), _) | (Ok(_), Err(e)) => Err(e),
                 });
-            }) as Box<dyn FnOnce(bool) + Send>)
+            }) as Box<dyn FnOnce(Result<()>) + Send>)
         });
         self.send(Msg::Job(job))?;
         rx.await
@@ -215,10 +214,7 @@ fn run_job(conn: &mut Connection, job: Job) {
         }
     };
     match job(&tx) {
-        Ok(after) => {
-            let ok = tx.commit().is_ok();
-            after(ok);
-        }
+        Ok(after) => after(tx.commit().map_err(StorageError::from)),
         Err(e) => {
             drop(tx);
             tracing::debug!("write job failed: {e}");
@@ -265,9 +261,10 @@ fn write_commits(conn: &mut Connection, commits: Vec<(Commit, oneshot::Sender<Re
         }
         Err(e) => {
             tracing::error!("commit of {} updates failed: {e}", commits.len());
+            let e = StorageError::from(e);
             for (c, reply) in commits {
                 c.status.set(false);
-                let _ = reply.send(Err(StorageError::Db(e.to_string())));
+                let _ = reply.send(Err(e.clone()));
             }
         }
     }
