@@ -69,6 +69,10 @@ pub enum StartError {
 }
 
 /// Take the data directory's lock: one process at a time (server or `gc`).
+///
+/// The lock (`flock`) belongs to the open file, which a child process forked by another
+/// thread of this process shares until it calls `exec`: a lock just given up can seem
+/// held for that instant. So a held lock is tried again for a second before it counts.
 fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartError> {
     let lock_path = dir.join("notarium.lock");
     let lock = std::fs::OpenOptions::new()
@@ -80,8 +84,12 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartError> {
             path: lock_path.display().to_string(),
             source,
         })?;
-    if lock.try_lock().is_err() {
-        return Err(StartError::Locked(dir.display().to_string()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    while lock.try_lock().is_err() {
+        if std::time::Instant::now() >= deadline {
+            return Err(StartError::Locked(dir.display().to_string()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
     Ok(lock)
 }
