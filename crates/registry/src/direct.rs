@@ -23,7 +23,10 @@ pub struct Appender {
     buffered: File,
     direct: Option<File>,
     offset: u64,
+    /// The batch buffer, grown a block at a time as data comes (a slow writer holds
+    /// little memory), up to `batch_blocks`.
     blocks: Vec<Block>,
+    batch_blocks: usize,
     filled: usize,
 }
 
@@ -45,9 +48,15 @@ impl Appender {
             buffered,
             direct,
             offset,
-            blocks: vec![Block([0; ALIGN]); batch.div_ceil(ALIGN)],
+            blocks: Vec::new(),
+            batch_blocks: batch.div_ceil(ALIGN).max(1),
             filled: 0,
         })
+    }
+
+    /// The bytes of buffer this appender holds now.
+    pub fn buffer_bytes(&self) -> usize {
+        self.blocks.capacity() * ALIGN
     }
 
     fn buf(&mut self) -> &mut [u8] {
@@ -56,13 +65,19 @@ impl Appender {
 
     pub fn push(&mut self, mut data: &[u8]) -> io::Result<()> {
         while !data.is_empty() {
+            let want = (self.filled + data.len())
+                .div_ceil(ALIGN)
+                .min(self.batch_blocks);
+            if want > self.blocks.len() {
+                self.blocks.resize(want, Block([0; ALIGN]));
+            }
             let filled = self.filled;
             let buf = self.buf();
             let n = (buf.len() - filled).min(data.len());
             buf[filled..filled + n].copy_from_slice(&data[..n]);
             self.filled += n;
             data = &data[n..];
-            if self.filled == self.blocks.len() * ALIGN {
+            if self.filled == self.batch_blocks * ALIGN {
                 self.flush_full()?;
             }
         }

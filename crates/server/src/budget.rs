@@ -49,6 +49,19 @@ impl MemoryBudget {
         }
     }
 
+    /// Hold `bytes` for a moment (a chunk between the network and the disk), waiting for
+    /// the budget at most its wait.
+    pub async fn hold(&self, bytes: u64) -> Result<OwnedSemaphorePermit, Busy> {
+        let units = u32::try_from(bytes.div_ceil(UNIT).max(1)).map_err(|_| Busy)?;
+        match self.sem.clone().try_acquire_many_owned(units) {
+            Ok(p) => Ok(p),
+            Err(_) => tokio::time::timeout(self.wait, self.sem.clone().acquire_many_owned(units))
+                .await
+                .map_err(|_| Busy)?
+                .map_err(|_| Busy),
+        }
+    }
+
     /// Bytes not reserved now (for tests and health).
     pub fn available(&self) -> u64 {
         self.sem.available_permits() as u64 * UNIT

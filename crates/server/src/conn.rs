@@ -44,6 +44,8 @@ pub struct Tracker {
     handshaking: AtomicBool,
     http1: AtomicBool,
     evict: Notify,
+    /// A request head began: the timer's deadline moved earlier.
+    wake: Notify,
 }
 
 impl Tracker {
@@ -56,6 +58,7 @@ impl Tracker {
             handshaking: AtomicBool::new(true),
             http1: AtomicBool::new(true),
             evict: Notify::new(),
+            wake: Notify::new(),
         };
         t.touch();
         t
@@ -73,10 +76,12 @@ impl Tracker {
         let now = self.now_ms();
         self.last_io.store(now, Ordering::Relaxed);
         if self.http1.load(Ordering::Relaxed)
+            && !self.handshaking.load(Ordering::Relaxed)
             && self.in_flight.load(Ordering::Relaxed) == 0
             && self.head_since.load(Ordering::Relaxed) == 0
         {
             self.head_since.store(now + 1, Ordering::Relaxed);
+            self.wake.notify_one();
         }
     }
 
@@ -146,6 +151,7 @@ pub async fn watch(t: &Tracker, limits: &ConnLimits) -> Closed {
         let wake = idle_at.min(header_at) - now;
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(wake.max(1))) => {}
+            () = t.wake.notified() => {}
             () = t.evict.notified() => return Closed::Evicted,
         }
     }

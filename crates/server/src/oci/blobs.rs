@@ -110,6 +110,8 @@ pub enum BlobError {
     TooLarge { limit: u64 },
     #[error("{0}")]
     TooManySessions(String),
+    #[error("the server is busy; try again shortly")]
+    Busy,
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -124,6 +126,8 @@ pub struct BlobStore {
     root: PathBuf,
     uploads: Mutex<Sessions>,
     pub limits: UploadLimits,
+    /// Bytes on their way to the disk, and write buffers, are held against it.
+    budget: Arc<crate::budget::MemoryBudget>,
 }
 
 fn io_other(e: impl std::fmt::Display) -> std::io::Error {
@@ -133,7 +137,11 @@ fn io_other(e: impl std::fmt::Display) -> std::io::Error {
 impl BlobStore {
     /// Open the store; the uploads left by an earlier run are sessions again (and count
     /// against the limits, and expire, from their files' age).
-    pub fn open(root: &Path, limits: UploadLimits) -> std::io::Result<BlobStore> {
+    pub fn open(
+        root: &Path,
+        limits: UploadLimits,
+        budget: Arc<crate::budget::MemoryBudget>,
+    ) -> std::io::Result<BlobStore> {
         for d in ["blobs", "uploads"] {
             std::fs::create_dir_all(root.join(d))?;
         }
@@ -141,6 +149,7 @@ impl BlobStore {
             root: root.to_path_buf(),
             uploads: Mutex::new(Sessions::default()),
             limits,
+            budget,
         };
         let mut sessions = Sessions::default();
         for f in std::fs::read_dir(root.join("uploads"))? {
@@ -335,7 +344,11 @@ impl BlobStore {
         let limit = self.limits.max_blob_bytes;
         // Frames as they arrive (no copy), at most `IN_FLIGHT_BYTES` of them between the
         // network and the disk: each frame holds permits for its bytes until written.
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Bytes, OwnedSemaphorePermit)>();
+        // Each chunk also holds its bytes of the server's memory budget until written, and
+        // the write buffer (which grows with the data, up to a batch) holds its share.
+        type Held = (OwnedSemaphorePermit, OwnedSemaphorePermit);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Bytes, Held)>();
+        let mut buffer = self.budget.start();
         let budget = Arc::new(Semaphore::new(IN_FLIGHT_BYTES));
         let hasher = up.hasher.take();
         let start = up.size;
@@ -355,6 +368,7 @@ impl BlobStore {
         let mut body = body;
         let mut failure = None;
         let mut too_large = false;
+        let mut busy = false;
         let mut received = up.size;
         while let Some(frame) = body.frame().await {
             match frame {
@@ -369,7 +383,18 @@ impl BlobStore {
                         let Ok(permit) = budget.clone().acquire_many_owned(n).await else {
                             break;
                         };
-                        if tx.send((data, permit)).is_err() {
+                        // The write buffer grows with the first batch of data.
+                        let before = received - start - data.len() as u64;
+                        let grow = (BATCH as u64).saturating_sub(before).min(data.len() as u64);
+                        let held = match buffer.grow(grow).await {
+                            Ok(()) => self.budget.hold(data.len() as u64).await.ok(),
+                            Err(_) => None,
+                        };
+                        let Some(held) = held else {
+                            busy = true;
+                            break;
+                        };
+                        if tx.send((data, (permit, held))).is_err() {
                             break;
                         }
                     }
@@ -383,10 +408,17 @@ impl BlobStore {
         drop(tx);
         let outcome = writer.await.map_err(io_other)?;
         self.touch(&up.id);
+        drop(buffer);
         if too_large {
             // Past the limit: nothing of it is kept.
             self.discard(&up.id).await;
             return Err(BlobError::TooLarge { limit });
+        }
+        if busy && failure.is_none() {
+            // What arrived is written; the client may resume.
+            up.size = tokio::fs::metadata(self.upload_path(&up.id)).await?.len();
+            up.hasher = None;
+            return Err(BlobError::Busy);
         }
         match (outcome, failure) {
             (Ok((hasher, written)), None) => {

@@ -65,6 +65,7 @@ impl Registry {
         let blobs = BlobStore::open(
             &data_dir.join("registry"),
             blobs::UploadLimits::from(limits),
+            budget.clone(),
         )?;
         let meta = Arc::new(SqliteMeta::open(&data_dir.join("registry.db"))?);
         Ok(Registry {
@@ -512,6 +513,7 @@ fn blob_error(e: BlobError) -> OciError {
         BlobError::TooLarge { .. } => OciError::detail(OciCode::SizeInvalid, e.to_string())
             .with_status(StatusCode::PAYLOAD_TOO_LARGE),
         BlobError::TooManySessions(m) => OciError::detail(OciCode::TooManyRequests, m),
+        BlobError::Busy => busy(),
         BlobError::Io(e) => internal(e),
     }
 }
