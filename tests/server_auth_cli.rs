@@ -487,3 +487,86 @@ fn logs_have_one_access_line_per_request_and_no_secrets() {
     assert_eq!(access[1]["user"], "alice");
     assert_eq!(access[4]["user"], "-");
 }
+
+/// Every file the server makes under its data directory, with its mode.
+fn modes(dir: &Path) -> Vec<(String, u32)> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            if p.is_dir() {
+                stack.push(p.clone());
+            }
+            out.push((p.strip_prefix(dir).unwrap().display().to_string(), mode));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_server_process_is_private() {
+    // Run as an unprivileged user, with a permissive umask: its files are private anyway,
+    // and its /proc entries belong to root (not dumpable: no other process of the user
+    // can read its memory).
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let bin = env!("CARGO_BIN_EXE_notarium");
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "sh",
+        "-c",
+    ])
+    .arg("umask 022; exec \"$0\" server --addr 127.0.0.1:0 --data-dir \"$1\"")
+    .arg(bin)
+    .arg(&data)
+    .env("NOTARIUM_KEY_PASSPHRASE", PASSPHRASE)
+    .env("NOTARIUM_LOG", "warn");
+    let p = start(cmd).expect("setpriv (util-linux) runs the server as nobody");
+    // A blob upload, so that registry files exist too.
+    let pem = std::fs::read(data.join("tls/ca.crt")).unwrap();
+    let c = reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .build()
+        .unwrap();
+    let r = c
+        .post(format!("{}/v2/team/app/blobs/uploads/", p.url))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let pid = p.child.id();
+    use std::os::unix::fs::MetadataExt as _;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.contains("65534")),
+        "{status}"
+    );
+    let environ = std::fs::metadata(format!("/proc/{pid}/environ")).unwrap();
+    assert_eq!(
+        environ.uid(),
+        0,
+        "a dumpable process would own its /proc entries"
+    );
+    stop(p);
+    let found = modes(&data);
+    assert!(found.iter().any(|(f, _)| f == "notarium.db"), "{found:?}");
+    assert!(
+        found
+            .iter()
+            .any(|(f, _)| f.starts_with("registry/uploads/")),
+        "{found:?}"
+    );
+    for (f, mode) in found {
+        let private = if data.join(&f).is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode & !private, 0, "{f} is {mode:o}");
+    }
+}

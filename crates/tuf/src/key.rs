@@ -469,6 +469,21 @@ mod tests {
     }
 
     #[test]
+    fn the_algorithm_comes_from_the_key_not_the_signature() {
+        use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
+        let kp = Ed25519KeyPair::generate().unwrap();
+        let k = PublicKey::new(KeyType::Ed25519, kp.public_key().as_ref().to_vec());
+        let sig = kp.sign(b"m");
+        assert!(k
+            .verify(&SignatureMethod::Eddsa, b"m", sig.as_ref())
+            .is_ok());
+        // The same bytes claimed as another scheme are refused (CS-DRNT15-1).
+        for other in [SignatureMethod::Ecdsa, SignatureMethod::RsaPss] {
+            assert!(k.verify(&other, b"m", sig.as_ref()).is_err(), "{other:?}");
+        }
+    }
+
+    #[test]
     fn unusable_keys_never_verify() {
         let k = PublicKey::new(KeyType::Ed25519, vec![1; 31]);
         assert!(k.verify(&SignatureMethod::Eddsa, b"m", &[0; 64]).is_err());
