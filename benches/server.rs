@@ -112,6 +112,9 @@ fn main() {
         return;
     }
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    if only == "limits" {
+        return limits_on_and_off();
+    }
     let s = start();
     let pid = s.server.child.id();
     if only == "updates" {
@@ -207,4 +210,80 @@ fn main() {
     let rps = wrk(&url, 10);
     println!("| reads of timestamp.json after growth, wrk -t1 -c16, 10 s | {rps:.0} req/s |");
     println!("| server RSS at end | {:.1} MB |", rss_mb(pid));
+}
+
+/// `[limits]` with every bound at its maximum: the limits as good as off.
+const LIMITS_OFF: &str = "[limits]\ntls_handshake_timeout_secs = 86400\nheader_timeout_secs = 86400\nidle_timeout_secs = 86400\nmax_connections = 1000000\nmax_inflight_bytes = 1099511627776\nmax_metadata_bytes = 1099511627776\nmax_blob_bytes = 1099511627776\nmax_upload_sessions = 100000000\nmax_upload_sessions_per_repository = 100000000\nupload_expiry_secs = 31536000\nunused_key_expiry_secs = 31536000\n";
+
+/// `BENCH_ONLY=limits`: reads and updates with the limits on (defaults) and as good as
+/// off, two servers side by side, alternated in one run.
+fn limits_on_and_off() {
+    let start_with = |limits: Option<&'static str>| {
+        let args: &[&str] = if limits.is_some() {
+            &["--config", "server.toml"]
+        } else {
+            &[]
+        };
+        let server = common::start_server_with(args, "warn", move |dir| {
+            if let Some(l) = limits {
+                std::fs::write(dir.join("server.toml"), l).unwrap();
+            }
+        });
+        let endpoint = Endpoint::new(server.url.clone(), Some(server.ca.clone()));
+        Server { server, endpoint }
+    };
+    let servers = [
+        ("limits on (defaults)", start_with(None)),
+        (
+            "limits off (every bound at its maximum)",
+            start_with(Some(LIMITS_OFF)),
+        ),
+    ];
+    let gun = "registry.example.com/bench/reads";
+    for (_, s) in &servers {
+        repo(&s.endpoint, gun, 1);
+        wrk(
+            &format!("{}/v2/{gun}/_trust/tuf/timestamp.json", s.endpoint.url),
+            2,
+        );
+    }
+    let mut reads = [Vec::new(), Vec::new()];
+    let mut updates = [Vec::new(), Vec::new()];
+    for round in 0..3 {
+        for (i, (_, s)) in servers.iter().enumerate() {
+            let url = format!("{}/v2/{gun}/_trust/tuf/timestamp.json", s.endpoint.url);
+            reads[i].push(wrk(&url, 10));
+            let g = format!("registry.example.com/bench/limits{round}");
+            let mut r = repo(&s.endpoint, &g, 4);
+            let ups = uploads(&mut r, 4, 250);
+            let jobs = ups
+                .into_iter()
+                .enumerate()
+                .map(|(w, u)| (g.clone(), w, u))
+                .collect();
+            updates[i].push(run_writers(&s.endpoint, jobs));
+        }
+    }
+    let avg = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("| server | reads of timestamp.json, wrk -t1 -c16, 3 × 10 s | signed updates/s, 4 writers, 3 × 1,000 |\n| --- | --- | --- |");
+    for (i, (name, _)) in servers.iter().enumerate() {
+        println!(
+            "| {name} | {:.0} req/s ({}) | {:.0}/s ({}) |",
+            avg(&reads[i]),
+            list(&reads[i]),
+            avg(&updates[i]),
+            list(&updates[i])
+        );
+    }
+    println!(
+        "| ratio on / off | {:.3} | {:.3} |",
+        avg(&reads[0]) / avg(&reads[1]),
+        avg(&updates[0]) / avg(&updates[1])
+    );
 }

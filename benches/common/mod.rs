@@ -37,7 +37,10 @@ pub fn start_server_with(args: &[&str], log: &str, setup: impl FnOnce(&std::path
     let dir = tempfile::tempdir().unwrap();
     setup(dir.path());
     let log_file = std::fs::File::create(dir.path().join("server.log")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_notarium"))
+    // `BENCH_NOTARIUM`: another build to measure (e.g. an earlier commit's), same flags.
+    let bin =
+        std::env::var("BENCH_NOTARIUM").unwrap_or_else(|_| env!("CARGO_BIN_EXE_notarium").into());
+    let mut child = Command::new(bin)
         .args(["server", "--addr", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path().join("data"))
         .args(args)

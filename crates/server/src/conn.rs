@@ -44,8 +44,6 @@ pub struct Tracker {
     handshaking: AtomicBool,
     http1: AtomicBool,
     evict: Notify,
-    /// A request head began: the timer's deadline moved earlier.
-    wake: Notify,
 }
 
 impl Tracker {
@@ -58,7 +56,6 @@ impl Tracker {
             handshaking: AtomicBool::new(true),
             http1: AtomicBool::new(true),
             evict: Notify::new(),
-            wake: Notify::new(),
         };
         t.touch();
         t
@@ -81,7 +78,6 @@ impl Tracker {
             && self.head_since.load(Ordering::Relaxed) == 0
         {
             self.head_since.store(now + 1, Ordering::Relaxed);
-            self.wake.notify_one();
         }
     }
 
@@ -148,10 +144,13 @@ pub async fn watch(t: &Tracker, limits: &ConnLimits) -> Closed {
         if now >= idle_at {
             return if busy { Closed::Stalled } else { Closed::Idle };
         }
-        let wake = idle_at.min(header_at) - now;
+        // A head that begins while this timer sleeps is not announced (that would cost a
+        // wake-up per request): the timer looks again every header timeout, so a slow head
+        // is cut between one and two header timeouts after it began.
+        let recheck = now + ms(limits.header);
+        let wake = idle_at.min(header_at).min(recheck) - now;
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(wake.max(1))) => {}
-            () = t.wake.notified() => {}
             () = t.evict.notified() => return Closed::Evicted,
         }
     }
