@@ -25,6 +25,11 @@ pub struct ServerArgs {
     /// Where data, keys and generated TLS files live [default: ./notarium-data].
     #[arg(long, value_name = "DIR", global = true)]
     data_dir: Option<PathBuf>,
+    /// Where metadata lives: sqlite://DIR (default: the data directory) or
+    /// postgres://USER@HOST/DATABASE, shared by any number of servers
+    /// (also `[storage] database` in the config file).
+    #[arg(long, value_name = "URL", global = true)]
+    database: Option<String>,
     /// Server certificate (PEM); without it notarium makes a CA and a certificate.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -122,6 +127,9 @@ pub fn run(args: ServerArgs) -> Result<(), String> {
     if let Some(d) = args.data_dir {
         config.data_dir = d;
     }
+    if let Some(url) = &args.database {
+        config.database = Some(server::db::Database::parse(url).map_err(|e| e.to_string())?);
+    }
     protect_process();
     match args.action {
         Some(ServerAction::Gc { grace, dry_run }) => return gc(&config, grace, dry_run),
@@ -171,6 +179,9 @@ pub fn run(args: ServerArgs) -> Result<(), String> {
             },
             None => String::new(),
         };
+        // Listen for SIGTERM/SIGINT before saying ready: a signal sent right after the ready
+        // line must stop the server cleanly, not kill it.
+        let shutdown = shutdown_signal()?;
         println!("notarium server ready at {scheme}://{local}{ca}");
         if let Some(crt) = app.auth.token_cert_file() {
             tracing::info!(
@@ -182,7 +193,7 @@ pub fn run(args: ServerArgs) -> Result<(), String> {
             tracing::warn!("no [[auth.access]] rules: every request that needs access is refused");
         }
         let _ = std::io::stdout().flush();
-        server::serve(listener, app, tls.map(|t| t.1), shutdown_signal())
+        server::serve(listener, app, tls.map(|t| t.1), shutdown)
             .await
             .map_err(|e| e.to_string())
     })
@@ -229,7 +240,7 @@ fn gc(config: &ServerConfig, grace: std::time::Duration, dry_run: bool) -> Resul
         .build()
         .map_err(|e| format!("runtime: {e}"))?;
     let r = rt
-        .block_on(server::collect_garbage(&config.data_dir, grace, dry_run))
+        .block_on(server::collect_garbage(config, grace, dry_run))
         .map_err(|e| e.to_string())?;
     let (verb, removed) = if dry_run {
         ("would delete", "would remove")
@@ -282,15 +293,19 @@ fn user(config: &ServerConfig, action: UserAction) -> Result<(), String> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// A future that resolves on SIGTERM or SIGINT; the handlers are installed when this
+/// returns.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, String> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    tracing::info!("shutting down");
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("shutting down");
+    })
 }

@@ -35,6 +35,15 @@ pub struct FileConfig {
     pub log_format: Option<String>,
     pub auth: Option<crate::auth::settings::AuthFile>,
     pub limits: Option<LimitsFile>,
+    pub storage: Option<StorageFile>,
+}
+
+/// `[storage]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageFile {
+    /// `sqlite://DIR` or `postgres://…` (as `--database`).
+    pub database: Option<String>,
 }
 
 /// `[limits]` as written: what a hostile client could push, bounded.
@@ -159,6 +168,9 @@ pub struct ServerConfig {
     pub cache_consistent_secs: u32,
     pub auth: AuthSettings,
     pub limits: Limits,
+    /// Where metadata lives (`--database`, `[storage] database`); `None`: SQLite in the
+    /// data directory.
+    pub database: Option<crate::db::Database>,
     /// `--no-auth`: serve without authentication on a non-loopback address.
     pub allow_no_auth: bool,
     /// `--insecure-http` given on the command line: plain HTTP on a non-loopback address.
@@ -192,6 +204,7 @@ impl Default for ServerConfig {
             cache_consistent_secs: 2_592_000,
             auth: AuthSettings::default(),
             limits: Limits::default(),
+            database: None,
             allow_no_auth: false,
             allow_insecure_http: false,
         }
@@ -248,7 +261,17 @@ impl ServerConfig {
         if let Some(l) = f.limits {
             self.limits.apply(l)?;
         }
+        if let Some(url) = f.storage.and_then(|s| s.database) {
+            self.database = Some(crate::db::Database::parse(&url).map_err(|e| e.to_string())?);
+        }
         Ok(())
+    }
+
+    /// The database this server uses.
+    pub fn database(&self) -> crate::db::Database {
+        self.database
+            .clone()
+            .unwrap_or_else(|| crate::db::Database::in_data_dir(&self.data_dir))
     }
 
     /// Refuse what would expose a non-loopback address: no authentication without

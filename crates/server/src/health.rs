@@ -29,15 +29,6 @@ impl OutOfSpace for std::io::Error {
     }
 }
 
-impl OutOfSpace for rusqlite::Error {
-    fn out_of_space(&self) -> bool {
-        matches!(
-            self,
-            rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::DiskFull
-        )
-    }
-}
-
 /// What the 507 answers say.
 pub const NO_SPACE: &str =
     "no space left on the server's storage: writes fail until space is freed; reads go on";

@@ -16,6 +16,7 @@ pub mod auth;
 pub mod budget;
 pub mod config;
 pub mod conn;
+pub mod db;
 pub mod errors;
 pub mod health;
 pub mod http;
@@ -97,17 +98,19 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartError> {
 /// `notarium server gc`: collect the registry's unreferenced blobs in a data directory
 /// no server is using.
 pub async fn collect_garbage(
-    data_dir: &std::path::Path,
+    config: &ServerConfig,
     grace: Duration,
     dry_run: bool,
 ) -> Result<oci::gc::GcReport, StartError> {
+    let data_dir = &config.data_dir;
     let _lock = lock_data_dir(data_dir)?;
     let limits = config::Limits::default();
     let budget = Arc::new(budget::MemoryBudget::new(
         limits.max_inflight_bytes,
         Duration::ZERO,
     ));
-    let registry = oci::Registry::open(data_dir, &limits, budget)?;
+    let stores = db::open(&config.database(), Arc::new(tuf::SystemClock)).await?;
+    let registry = oci::Registry::open(data_dir, stores.registry, &limits, budget)?;
     Ok(oci::gc::collect(&registry, grace, dry_run).await?)
 }
 
@@ -148,11 +151,21 @@ impl App {
                 health.failing().unwrap_or_default()
             );
         }
-        let storage: Arc<dyn storage::Storage> =
-            Arc::new(storage::sqlite::SqliteStorage::open(&dir.join("notarium.db")).await?);
+        let database = config.database();
+        let stores = db::open(&database, clock.clone()).await?;
+        if database.is_shared() {
+            tracing::info!("metadata in {database}, shared with any other server on it");
+        }
+        let storage = stores.trust;
         let master =
             secrets::MasterKey::open(storage.as_ref(), &passphrase, config.kdf_iterations).await?;
-        let keys = signing::KeyService::new(storage.clone(), master, config.key_algorithm, 2048);
+        let keys = signing::KeyService::new(
+            storage.clone(),
+            master,
+            config.key_algorithm,
+            2048,
+            clock.clone(),
+        );
         let limits = tuf::upload::Limits {
             max_version_jump: config.max_version_jump,
             ..Default::default()
@@ -170,7 +183,7 @@ impl App {
             config.limits.max_inflight_bytes,
             Duration::from_secs(2),
         ));
-        let registry = oci::Registry::open(dir, &config.limits, budget.clone())?;
+        let registry = oci::Registry::open(dir, stores.registry, &config.limits, budget.clone())?;
         Ok(Arc::new(App {
             trust,
             registry,

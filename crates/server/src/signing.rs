@@ -28,13 +28,7 @@ pub struct KeyService {
     cache: quick_cache::sync::Cache<String, Arc<PrivateKey>>,
     /// The keys held per repository (invalidated when one is created or deleted).
     held: quick_cache::sync::Cache<Gun, HeldKeys>,
-}
-
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    clock: Arc<dyn tuf::Clock>,
 }
 
 impl KeyService {
@@ -43,6 +37,7 @@ impl KeyService {
         master: MasterKey,
         algorithm: Algorithm,
         cache_entries: usize,
+        clock: Arc<dyn tuf::Clock>,
     ) -> Self {
         KeyService {
             storage,
@@ -50,6 +45,7 @@ impl KeyService {
             algorithm,
             cache: quick_cache::sync::Cache::new(cache_entries.max(16)),
             held: quick_cache::sync::Cache::new(cache_entries.max(16)),
+            clock,
         }
     }
 
@@ -64,7 +60,7 @@ impl KeyService {
                 role: role.to_owned(),
                 algorithm: key.algorithm_name().to_owned(),
                 sealed,
-                created_at: now_secs(),
+                created_at: self.clock.now().unix_secs(),
             })
             .await?;
         let key = Arc::new(key);
@@ -165,6 +161,11 @@ impl KeyService {
             self.held.remove(gun);
         }
         Err(StorageError::Conflict("pending key kept changing".into()).into())
+    }
+
+    /// Forget which keys a repository has (another server may have made some).
+    pub fn refresh(&self, gun: &Gun) {
+        self.held.remove(gun);
     }
 
     /// Forget cached keys of a deleted repository.

@@ -13,6 +13,22 @@ use crate::errors::{ApiError, Code};
 use crate::signing::KeyService;
 use crate::storage::{Commit, CommitStatus, NewFile, Storage, StorageError, StoredFile};
 
+/// Attempts at an update whose commit found the repository changed (another update of it
+/// landed first, on this server or another).
+const MAX_ATTEMPTS: u32 = 64;
+
+/// A short random pause before attempt `n` (servers racing on one repository).
+async fn backoff(n: u32) {
+    let jitter = u64::from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0),
+    ) % 1000;
+    let ms = u64::from(n.min(10)) + jitter % (u64::from(n.min(20)) + 1);
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+}
+
 /// Timestamps are renewed when read within this many seconds of expiring.
 pub const REFRESH_BEFORE_SECS: i64 = 3 * 86_400;
 
@@ -263,6 +279,7 @@ impl TrustService {
                     data: w.bytes.clone(),
                 })
                 .collect(),
+            base: st.stored.timestamp.as_ref().map(|t| t.signed().version),
             after: st.last.clone(),
             status: status.clone(),
         };
@@ -307,6 +324,11 @@ impl TrustService {
                 self.states.remove(gun);
                 match e {
                     StorageError::Skipped => Outcome::Retry,
+                    StorageError::Stale => {
+                        // Another server changed the repository: its keys may be new too.
+                        self.keys.refresh(gun);
+                        Outcome::Retry
+                    }
                     StorageError::Version { role, .. }
                         if !client_roles.iter().any(|r| r.as_str() == role) =>
                     {
@@ -328,18 +350,34 @@ impl TrustService {
             return Ok(());
         }
         let roles = upload.roles();
-        for _ in 0..8 {
+        let shared = self.storage.shared();
+        let mut refreshed = false;
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 && shared {
+                backoff(attempt).await;
+            }
             let guard = self.locks.lock(gun).await;
             let st = self.state(gun, &roles).await?;
             let held = self.keys.held(gun).await.map_err(key_err)?;
-            let plan = upload::validate(
+            let plan = match upload::validate(
                 gun,
                 &st.stored,
                 upload.clone(),
                 &held,
                 self.clock.now(),
                 &self.limits,
-            )?;
+            ) {
+                Ok(plan) => plan,
+                // What this server remembers of the repository (its state, its keys) may
+                // be older than what another server stored: judge once more on fresh data.
+                Err(_) if shared && !refreshed => {
+                    refreshed = true;
+                    self.states.remove(gun);
+                    self.keys.refresh(gun);
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             let submitted = self.submit_plan(gun, st, plan);
             drop(guard);
             let outcome = self.finish(gun, submitted, &roles).await?;
@@ -358,7 +396,17 @@ impl TrustService {
     pub async fn timestamp(&self, gun: &Gun) -> Result<StoredFile, ApiError> {
         let now = self.clock.now();
         if let Some(c) = self.timestamps.get(gun) {
-            if now.secs_until(&c.expires) > REFRESH_BEFORE_SECS {
+            // With other servers on the same storage, the cached timestamp is served only
+            // if it is still the repository's current one (one indexed lookup).
+            if now.secs_until(&c.expires) > REFRESH_BEFORE_SECS
+                && (!self.storage.shared()
+                    || self
+                        .storage
+                        .head(gun)
+                        .await
+                        .map_err(storage_err(Code::Unknown))?
+                        == Some(c.file.version))
+            {
                 return Ok(c.file);
             }
         }

@@ -7,12 +7,10 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Barrier, Mutex};
 
-use notarium_testkit::repo::digest;
+use notarium_testkit::repo::signed_targets as signed;
 use notarium_testkit::{TestRepo, TestServer};
-use tuf::edit;
 use tuf::metadata::Metadata;
-use tuf::sign::SigningKey;
-use tuf::{RoleName, Snapshot, TargetName, Targets, Timestamp};
+use tuf::{RoleName, Snapshot, Timestamp};
 
 const GUN: &str = "registry.example.com/busy/repo";
 const WRITERS: usize = 8;
@@ -22,26 +20,6 @@ const ROUNDS: u64 = 6;
 
 /// (role, version) → bytes of every upload the server acknowledged.
 type Acked = Arc<Mutex<BTreeMap<(String, u64), Vec<u8>>>>;
-
-fn signed(
-    role: &str,
-    version: u64,
-    tag: &str,
-    key: &keys::PrivateKey,
-    now: tuf::DateTime,
-) -> Vec<u8> {
-    let mut t = Targets::new(now.plus_days(30), version);
-    edit::add_target(
-        &mut t,
-        TargetName::new(tag).unwrap(),
-        edit::docker_target(digest(tag), 10),
-    )
-    .unwrap();
-    Metadata::sign(role, t, &[SigningKey::plain(key)])
-        .unwrap()
-        .raw()
-        .to_vec()
-}
 
 #[test]
 fn concurrent_updates_to_one_repository() {

@@ -545,10 +545,14 @@ fn gc_deletes_only_what_no_manifest_references() {
     let mut report = None;
     let s = s.restart_after(|dir| {
         let rt = tokio::runtime::Runtime::new().unwrap();
+        let config = notarium_server::config::ServerConfig {
+            data_dir: dir.to_path_buf(),
+            ..Default::default()
+        };
         // With the default grace period everything is young and kept.
         let r = rt
             .block_on(notarium_server::collect_garbage(
-                dir,
+                &config,
                 std::time::Duration::from_secs(3600),
                 false,
             ))
@@ -564,7 +568,7 @@ fn gc_deletes_only_what_no_manifest_references() {
         // A dry run says the same as the real run below, and removes nothing.
         let dry = rt
             .block_on(notarium_server::collect_garbage(
-                dir,
+                &config,
                 std::time::Duration::ZERO,
                 true,
             ))
@@ -573,7 +577,7 @@ fn gc_deletes_only_what_no_manifest_references() {
         assert_eq!(uploads(), 2);
         let r = rt
             .block_on(notarium_server::collect_garbage(
-                dir,
+                &config,
                 std::time::Duration::ZERO,
                 false,
             ))

@@ -6,6 +6,7 @@ pub mod docker;
 pub mod evil;
 pub mod http;
 pub mod oci;
+pub mod postgres;
 pub mod registry;
 pub mod repo;
 pub mod server;

@@ -33,6 +33,18 @@ impl Distribution {
 
     /// With more YAML appended to the configuration.
     fn start_with(extra: &str) -> Self {
+        // The port is picked free and then given to the registry: another test may take it
+        // in between. Then the registry exits (and something else answers there): try a
+        // new port.
+        for _ in 0..5 {
+            if let Some(d) = Self::try_start(extra) {
+                return d;
+            }
+        }
+        panic!("docker-registry did not start on five free ports");
+    }
+
+    fn try_start(extra: &str) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -49,7 +61,7 @@ impl Distribution {
             ),
         )
         .unwrap();
-        let child = Command::new("docker-registry")
+        let mut child = Command::new("docker-registry")
             .arg("serve")
             .arg(&cfg)
             .stdout(Stdio::null())
@@ -57,18 +69,36 @@ impl Distribution {
             .spawn()
             .expect("docker-registry (Debian package docker-registry) is needed by this test");
         let start = Instant::now();
-        while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "docker-registry did not start"
-            );
+        let probe = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                return None;
+            }
+            // Ours answers /v2/ with the distribution header (maybe 401 with auth).
+            if let Ok(r) = probe.get(format!("http://{addr}/v2/")).send() {
+                if r.headers().contains_key("docker-distribution-api-version") {
+                    // Still ours a moment later (not a listener that happened to be there).
+                    if let Ok(Some(_)) = child.try_wait() {
+                        return None;
+                    }
+                    break;
+                }
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Distribution {
+        Some(Distribution {
             addr,
             child,
             _dir: dir,
-        }
+        })
     }
 
     pub fn url(&self) -> String {

@@ -162,6 +162,28 @@ impl TestRepo {
     }
 }
 
+/// A delegated (or targets) role's file at `version` with one target, `tag`, signed by
+/// `key`: what a delegate uploads.
+pub fn signed_targets(
+    role: &str,
+    version: u64,
+    tag: &str,
+    key: &PrivateKey,
+    now: DateTime,
+) -> Vec<u8> {
+    let mut t = Targets::new(now.plus_days(30), version);
+    edit::add_target(
+        &mut t,
+        TargetName::new(tag).unwrap(),
+        edit::docker_target(digest(tag), 10),
+    )
+    .unwrap();
+    Metadata::sign(role, t, &[SigningKey::plain(key)])
+        .unwrap()
+        .raw()
+        .to_vec()
+}
+
 /// A sha256 digest for test targets.
 pub fn digest(s: &str) -> [u8; 32] {
     tuf::hash::sha256(s.as_bytes())

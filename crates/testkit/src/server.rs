@@ -21,6 +21,10 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub endpoint: Endpoint,
     pub data_dir: PathBuf,
+    /// The database the server uses (`None`: SQLite in the data directory).
+    pub database: Option<server::db::Database>,
+    /// A PostgreSQL database made for this server (`NOTARIUM_TEST_DATABASE=postgres`).
+    pg: Option<Arc<crate::postgres::TestDb>>,
     _tmp: Option<tempfile::TempDir>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -59,6 +63,12 @@ impl TestServer {
     }
 
     pub fn try_start_with(opts: Options) -> Result<Self, String> {
+        Self::start_on(opts, None)
+    }
+
+    /// Start; with `NOTARIUM_TEST_DATABASE=postgres` (and no database chosen by the test),
+    /// on a fresh PostgreSQL database (`pg`: the one of a server being restarted).
+    fn start_on(opts: Options, pg: Option<Arc<crate::postgres::TestDb>>) -> Result<Self, String> {
         let (tmp, data_dir) = match opts.data_dir {
             Some(d) => (None, d),
             None => {
@@ -78,6 +88,23 @@ impl TestServer {
             ..Default::default()
         };
         (opts.configure)(&mut config);
+        let on_postgres = std::env::var("NOTARIUM_TEST_DATABASE").as_deref() == Ok("postgres");
+        let pg = match pg {
+            Some(pg) => Some(pg),
+            None if on_postgres && config.database.is_none() => Some(if tmp.is_none() {
+                // The test chose the data directory and may start another server on it
+                // later: that one gets the same database.
+                crate::postgres::TestDb::for_dir(&data_dir)
+            } else {
+                Arc::new(crate::postgres::TestDb::create())
+            }),
+            None => None,
+        };
+        if let Some(pg) = &pg {
+            config.database =
+                Some(server::db::Database::parse(&pg.url()).map_err(|e| e.to_string())?);
+        }
+        let database = config.database.clone();
         let (ready_tx, ready_rx) =
             std::sync::mpsc::channel::<Result<(SocketAddr, Option<PathBuf>), String>>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -126,6 +153,8 @@ impl TestServer {
             addr,
             endpoint: Endpoint::new(format!("{scheme}://{addr}"), ca),
             data_dir,
+            database,
+            pg,
             _tmp: tmp,
             stop: Some(stop_tx),
             thread: Some(thread),
@@ -142,13 +171,19 @@ impl TestServer {
         let tmp = self._tmp.take();
         let addr = self.addr;
         let data_dir = self.data_dir.clone();
+        let (database, pg) = (self.database.clone(), self.pg.take());
         self.stop_now();
         while_stopped(&data_dir);
-        let mut s = Self::start_with(Options {
-            data_dir: Some(data_dir),
-            addr: Some(addr),
-            ..Default::default()
-        });
+        let mut s = Self::start_on(
+            Options {
+                data_dir: Some(data_dir),
+                addr: Some(addr),
+                configure: Box::new(move |c| c.database = database),
+                ..Default::default()
+            },
+            pg,
+        )
+        .unwrap_or_else(|e| panic!("server did not restart: {e}"));
         s._tmp = tmp;
         s
     }

@@ -30,7 +30,7 @@ use registry::Digest;
 use crate::health::OutOfSpace;
 use blobs::{BlobError, BlobStore};
 use errors::{OciCode, OciError, OciResult};
-use meta::{NewManifest, RegistryMeta, SqliteMeta};
+use meta::{NewManifest, RegistryMeta};
 use route::{ManifestRef, OciRoute};
 
 /// Manifests larger than this are refused (the spec's suggestion).
@@ -56,9 +56,10 @@ pub enum RegistryOpenError {
 }
 
 impl Registry {
-    /// Open (creating) the registry's part of a data directory.
+    /// Open (creating) the registry's blobs in a data directory, with its metadata in `meta`.
     pub fn open(
         data_dir: &Path,
+        meta: Arc<dyn RegistryMeta>,
         limits: &crate::config::Limits,
         budget: Arc<crate::budget::MemoryBudget>,
     ) -> Result<Registry, RegistryOpenError> {
@@ -67,7 +68,6 @@ impl Registry {
             blobs::UploadLimits::from(limits),
             budget.clone(),
         )?;
-        let meta = Arc::new(SqliteMeta::open(&data_dir.join("registry.db"))?);
         Ok(Registry {
             blobs,
             meta,
@@ -238,7 +238,15 @@ async fn tags(reg: &Registry, name: &str, req: &Parts) -> OciResult<Response> {
 }
 
 async fn get_manifest(reg: &Registry, name: &str, r: &ManifestRef) -> OciResult<Response> {
-    let Some(m) = reg.meta.get_manifest(name, r).await.map_err(internal)? else {
+    let digest = match r {
+        ManifestRef::Digest(d) => Some(d.to_string()),
+        ManifestRef::Tag(t) => reg.meta.tag(name, t).await.map_err(internal)?,
+    };
+    let found = match digest {
+        Some(d) => reg.meta.get_manifest(name, &d).await.map_err(internal)?,
+        None => None,
+    };
+    let Some(m) = found else {
         return Err(OciError::detail(
             OciCode::ManifestUnknown,
             format!("{name}:{r} is not known"),

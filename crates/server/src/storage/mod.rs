@@ -5,7 +5,15 @@
 //! into one transaction (one fsync). A commit can name the commit it was validated after
 //! ([`Commit::after`]); if that one did not land, this one is skipped, never written on a
 //! state that does not exist.
+//!
+//! Several servers may share one backend ([`Storage::shared`]): then the backend alone
+//! decides whether a commit lands. Every commit names the timestamp version it was
+//! validated against ([`Commit::base`]); it lands only if that is still the repository's
+//! current timestamp ([`StorageError::Stale`] otherwise), so an update validated against
+//! a state another server has since replaced is validated again, never written.
+//! Timestamps (`created_at`) come from the clock the backend is given, not the database.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::future::Future;
@@ -24,6 +32,10 @@ pub enum StorageError {
     /// The commit this one was validated after did not land; validate again.
     #[error("an earlier update of this repository failed")]
     Skipped,
+    /// The repository changed since this commit was validated (another server's update,
+    /// a deletion, or a database serialization conflict); validate again.
+    #[error("the repository changed while this update was validated")]
+    Stale,
     /// A uniqueness conflict that is not a version conflict (e.g. a key created twice).
     #[error("conflict: {0}")]
     Conflict(String),
@@ -32,16 +44,6 @@ pub enum StorageError {
     Full,
     #[error("database: {0}")]
     Db(String),
-}
-
-impl From<rusqlite::Error> for StorageError {
-    fn from(e: rusqlite::Error) -> Self {
-        use crate::health::OutOfSpace as _;
-        if e.out_of_space() {
-            return StorageError::Full;
-        }
-        StorageError::Db(e.to_string())
-    }
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
@@ -89,6 +91,9 @@ impl CommitStatus {
 pub struct Commit {
     pub gun: Gun,
     pub files: Vec<NewFile>,
+    /// The repository's timestamp version this update was validated against (`None`: the
+    /// repository had none). The commit lands only if it is still the current one.
+    pub base: Option<u64>,
     /// The commit this update was validated after (same repository), if still in flight.
     pub after: Option<Arc<CommitStatus>>,
     /// Set by the backend when this commit's fate is known.
@@ -174,6 +179,13 @@ pub trait Storage: Send + Sync + 'static {
     async fn setting(&self, name: &str) -> Result<Option<Vec<u8>>>;
     /// Store a setting unless one exists; returns the value that is stored afterwards.
     async fn init_setting(&self, name: &str, value: &[u8]) -> Result<Vec<u8>>;
+
+    /// The current timestamp version of a repository (one indexed lookup; what a cached
+    /// timestamp is checked against when other servers may write).
+    async fn head(&self, gun: &Gun) -> Result<Option<u64>>;
+    /// Whether other server processes may write this storage too (caches must then be
+    /// checked against it before they are trusted).
+    fn shared(&self) -> bool;
 
     /// Health check.
     async fn ping(&self) -> Result<()>;

@@ -16,8 +16,15 @@ use tokio::sync::oneshot;
 use tuf::{Gun, RoleName};
 
 use super::{Change, Commit, CommitFuture, KeyRecord, Result, Storage, StorageError, StoredFile};
+use crate::db::Migration;
+use tuf::Clock;
 
-const SCHEMA: &str = r#"
+/// The schema, step by step (`PRAGMA user_version` records the last applied). Version 1
+/// is the schema of every database made before migrations existed (hence `IF NOT EXISTS`).
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "trust files, changefeed, server keys, settings",
+    sql: r#"
 CREATE TABLE IF NOT EXISTS tuf_files (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
     gun        TEXT    NOT NULL,
@@ -57,7 +64,8 @@ CREATE TABLE IF NOT EXISTS settings (
     name  TEXT PRIMARY KEY,
     value BLOB NOT NULL
 );
-"#;
+"#,
+}];
 
 /// Most commits written in one transaction.
 const MAX_BATCH: usize = 256;
@@ -75,13 +83,7 @@ pub struct SqliteStorage {
     path: PathBuf,
     writer: Mutex<mpsc::Sender<Msg>>,
     readers: Arc<Mutex<Vec<Connection>>>,
-}
-
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    clock: Arc<dyn Clock>,
 }
 
 fn open(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
@@ -105,26 +107,32 @@ fn open(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
 
 impl SqliteStorage {
     /// Open (creating if needed) the database file at `path`.
-    pub async fn open(path: &Path) -> Result<Self> {
+    pub async fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Self> {
         let path = path.to_path_buf();
         let p = path.clone();
         let conn = tokio::task::spawn_blocking(move || -> Result<Connection> {
-            let c = open(&p, false)?;
-            c.execute_batch(SCHEMA)?;
+            let mut c = open(&p, false)?;
+            crate::db::sqlite::migrate(&mut c, MIGRATIONS)?;
             Ok(c)
         })
         .await
         .map_err(|e| StorageError::Db(e.to_string()))??;
         let (tx, rx) = mpsc::channel();
+        let c = clock.clone();
         std::thread::Builder::new()
             .name("notarium-sqlite-writer".into())
-            .spawn(move || writer(conn, rx))
+            .spawn(move || writer(conn, rx, c))
             .map_err(|e| StorageError::Db(e.to_string()))?;
         Ok(SqliteStorage {
             path,
             writer: Mutex::new(tx),
             readers: Arc::new(Mutex::new(Vec::new())),
+            clock,
         })
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now().unix_secs()
     }
 
     fn send(&self, m: Msg) -> Result<()> {
@@ -181,7 +189,7 @@ impl SqliteStorage {
 }
 
 /// The writer thread: group-commit every waiting commit in one transaction.
-fn writer(mut conn: Connection, rx: mpsc::Receiver<Msg>) {
+fn writer(mut conn: Connection, rx: mpsc::Receiver<Msg>, clock: Arc<dyn Clock>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -196,12 +204,12 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Msg>) {
                 Msg::Commit(c, reply) => commits.push((c, reply)),
                 Msg::Job(job) => {
                     // Keep order: write the commits queued before this job first.
-                    write_commits(&mut conn, std::mem::take(&mut commits));
+                    write_commits(&mut conn, std::mem::take(&mut commits), &*clock);
                     run_job(&mut conn, job);
                 }
             }
         }
-        write_commits(&mut conn, commits);
+        write_commits(&mut conn, commits, &*clock);
     }
 }
 
@@ -222,14 +230,18 @@ fn run_job(conn: &mut Connection, job: Job) {
     }
 }
 
-fn write_commits(conn: &mut Connection, commits: Vec<(Commit, oneshot::Sender<Result<()>>)>) {
+fn write_commits(
+    conn: &mut Connection,
+    commits: Vec<(Commit, oneshot::Sender<Result<()>>)>,
+    clock: &dyn Clock,
+) {
     if commits.is_empty() {
         return;
     }
     let mut results: Vec<Result<()>> = Vec::with_capacity(commits.len());
     let outcome = (|| -> rusqlite::Result<()> {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let now = now_secs();
+        let now = clock.now().unix_secs();
         for (c, _) in &commits {
             if c.after.as_ref().is_some_and(|a| !a.is_done()) {
                 c.status.set(false);
@@ -270,7 +282,19 @@ fn write_commits(conn: &mut Connection, commits: Vec<(Commit, oneshot::Sender<Re
     }
 }
 
+/// The current timestamp version of a repository.
+fn head(c: &Connection, gun: &str) -> rusqlite::Result<Option<u64>> {
+    let v: Option<i64> = c
+        .prepare_cached("SELECT MAX(version) FROM tuf_files WHERE gun = ?1 AND role = 'timestamp'")?
+        .query_row(params![gun], |r| r.get(0))?;
+    Ok(v.map(|v| v as u64))
+}
+
 fn insert_files(tx: &Transaction<'_>, c: &Commit, now: i64) -> Result<()> {
+    // Validated against the state that is still current, or not written at all.
+    if head(tx, c.gun.as_str())? != c.base {
+        return Err(StorageError::Stale);
+    }
     for f in &c.files {
         let version = i64::try_from(f.version).map_err(|_| StorageError::Version {
             role: f.role.to_string(),
@@ -391,6 +415,7 @@ impl Storage for SqliteStorage {
 
     async fn delete_repository(&self, gun: &Gun) -> Result<bool> {
         let g = gun.to_string();
+        let now = self.now();
         self.write(move |tx| {
             let n = tx.execute("DELETE FROM tuf_files WHERE gun = ?1", params![g])?;
             tx.execute("DELETE FROM private_keys WHERE gun = ?1", params![g])?;
@@ -398,7 +423,7 @@ impl Storage for SqliteStorage {
             if n > 0 {
                 tx.execute(
                     "INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES (?1, ?2, 0, '', 'deletion')",
-                    params![now_secs(), g],
+                    params![now, g],
                 )?;
             }
             Ok(n > 0)
@@ -462,16 +487,12 @@ impl Storage for SqliteStorage {
     async fn insert_key(&self, key: &KeyRecord) -> Result<()> {
         let k = key.clone();
         self.write(move |tx| {
-            match tx.execute(
+            // A key ID stored twice is a `Conflict` (constraint violation).
+            tx.execute(
                 "INSERT INTO private_keys (key_id, gun, role, algorithm, sealed, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![k.key_id, k.gun, k.role, k.algorithm, k.sealed, k.created_at],
-            ) {
-                Ok(_) => Ok(()),
-                Err(rusqlite::Error::SqliteFailure(e, m)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
-                    Err(StorageError::Conflict(m.unwrap_or_default()))
-                }
-                Err(e) => Err(e.into()),
-            }
+            )?;
+            Ok(())
         })
         .await
     }
@@ -620,6 +641,15 @@ impl Storage for SqliteStorage {
             )?)
         })
         .await
+    }
+
+    async fn head(&self, gun: &Gun) -> Result<Option<u64>> {
+        let g = gun.to_string();
+        self.read(move |c| Ok(head(c, &g)?)).await
+    }
+
+    fn shared(&self) -> bool {
+        false
     }
 
     async fn ping(&self) -> Result<()> {

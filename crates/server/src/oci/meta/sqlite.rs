@@ -1,6 +1,4 @@
-//! What the registry knows besides blob bytes: which repository may use which blob,
-//! manifests (exact bytes) with what they reference, and tags. Behind a trait; the
-//! embedded backend is SQLite (`<data>/registry.db`, WAL, `synchronous=FULL`).
+//! The embedded registry metadata: `<data>/registry.db` (WAL, `synchronous=FULL`).
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -8,106 +6,16 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
+use tuf::Clock;
 
-use super::route::ManifestRef;
+use super::{MetaError, MetaResult, NewManifest, Referrer, RegistryMeta, StoredManifest};
+use crate::db::Migration;
 
-#[derive(Debug, thiserror::Error)]
-#[error("registry database: {message}")]
-pub struct MetaError {
-    message: String,
-    /// The database could not be written for lack of space.
-    full: bool,
-}
-
-impl MetaError {
-    fn new(message: String) -> Self {
-        MetaError {
-            message,
-            full: false,
-        }
-    }
-}
-
-impl From<rusqlite::Error> for MetaError {
-    fn from(e: rusqlite::Error) -> Self {
-        use crate::health::OutOfSpace as _;
-        MetaError {
-            full: e.out_of_space(),
-            message: e.to_string(),
-        }
-    }
-}
-
-impl crate::health::OutOfSpace for MetaError {
-    fn out_of_space(&self) -> bool {
-        self.full
-    }
-}
-
-pub type MetaResult<T> = Result<T, MetaError>;
-
-/// A manifest as stored.
-#[derive(Debug, Clone)]
-pub struct StoredManifest {
-    pub digest: String,
-    pub media_type: String,
-    pub content: Vec<u8>,
-}
-
-/// A manifest to store, with what it references.
-#[derive(Debug, Clone)]
-pub struct NewManifest {
-    pub repo: String,
-    pub digest: String,
-    pub media_type: String,
-    pub artifact_type: Option<String>,
-    pub subject: Option<String>,
-    /// JSON of the manifest's annotations (for referrers).
-    pub annotations: Option<String>,
-    pub content: Vec<u8>,
-    /// Digests of the blobs and manifests it references.
-    pub refs: Vec<String>,
-    pub tag: Option<String>,
-}
-
-/// A manifest that refers to another (a referrer).
-#[derive(Debug, Clone)]
-pub struct Referrer {
-    pub digest: String,
-    pub media_type: String,
-    pub size: u64,
-    pub artifact_type: Option<String>,
-    pub annotations: Option<String>,
-}
-
-#[async_trait]
-pub trait RegistryMeta: Send + Sync {
-    async fn link_blob(&self, repo: &str, digest: &str) -> MetaResult<()>;
-    async fn unlink_blob(&self, repo: &str, digest: &str) -> MetaResult<bool>;
-    async fn blob_linked(&self, repo: &str, digest: &str) -> MetaResult<bool>;
-    async fn put_manifest(&self, m: NewManifest) -> MetaResult<()>;
-    async fn get_manifest(&self, repo: &str, r: &ManifestRef)
-        -> MetaResult<Option<StoredManifest>>;
-    async fn manifest_exists(&self, repo: &str, digest: &str) -> MetaResult<bool>;
-    /// Delete a manifest and the tags pointing at it.
-    async fn delete_manifest(&self, repo: &str, digest: &str) -> MetaResult<bool>;
-    async fn delete_tag(&self, repo: &str, tag: &str) -> MetaResult<bool>;
-    /// Tags in order after `last`, at most `n`; `None` when the repository is unknown.
-    async fn tags(
-        &self,
-        repo: &str,
-        n: usize,
-        last: Option<&str>,
-    ) -> MetaResult<Option<Vec<String>>>;
-    async fn catalog(&self, n: usize, last: Option<&str>) -> MetaResult<Vec<String>>;
-    async fn referrers(&self, repo: &str, subject: &str) -> MetaResult<Vec<Referrer>>;
-    /// Every blob or manifest digest a stored manifest references (garbage collection).
-    async fn referenced(&self) -> MetaResult<HashSet<String>>;
-    /// Forget every repository's link to a blob (it is being deleted).
-    async fn drop_blob(&self, digest: &str) -> MetaResult<()>;
-}
-
-const SCHEMA: &str = r#"
+/// Version 1 is the schema of every database made before migrations existed.
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "blob links, manifests, references, tags",
+    sql: r#"
 CREATE TABLE IF NOT EXISTS blob_links (
     repo   TEXT NOT NULL,
     digest TEXT NOT NULL,
@@ -139,21 +47,24 @@ CREATE TABLE IF NOT EXISTS tags (
     digest TEXT NOT NULL,
     PRIMARY KEY (repo, tag)
 ) WITHOUT ROWID;
-"#;
+"#,
+}];
 
 pub struct SqliteMeta {
     conn: Arc<Mutex<Connection>>,
+    clock: Arc<dyn Clock>,
 }
 
 impl SqliteMeta {
-    pub fn open(path: &Path) -> MetaResult<SqliteMeta> {
-        let conn = Connection::open(path)?;
+    pub fn open(path: &Path, clock: Arc<dyn Clock>) -> MetaResult<SqliteMeta> {
+        let mut conn = Connection::open(path)?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;",
         )?;
-        conn.execute_batch(SCHEMA)?;
+        crate::db::sqlite::migrate(&mut conn, MIGRATIONS)?;
         Ok(SqliteMeta {
             conn: Arc::new(Mutex::new(conn)),
+            clock,
         })
     }
 
@@ -167,15 +78,8 @@ impl SqliteMeta {
             f(&mut c)
         })
         .await
-        .map_err(|e| MetaError::new(e.to_string()))?
+        .map_err(|e| MetaError::new(e.to_string(), false))?
     }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 #[async_trait]
@@ -218,6 +122,7 @@ impl RegistryMeta for SqliteMeta {
     }
 
     async fn put_manifest(&self, m: NewManifest) -> MetaResult<()> {
+        let now = self.clock.now().unix_secs();
         self.run(move |c| {
             let tx = c.transaction()?;
             tx.execute(
@@ -232,7 +137,7 @@ impl RegistryMeta for SqliteMeta {
                     m.subject,
                     m.annotations,
                     m.content,
-                    now()
+                    now
                 ],
             )?;
             for r in &m.refs {
@@ -253,30 +158,22 @@ impl RegistryMeta for SqliteMeta {
         .await
     }
 
-    async fn get_manifest(
-        &self,
-        repo: &str,
-        r: &ManifestRef,
-    ) -> MetaResult<Option<StoredManifest>> {
-        let repo = repo.to_owned();
-        let r = r.clone();
+    async fn tag(&self, repo: &str, tag: &str) -> MetaResult<Option<String>> {
+        let (repo, tag) = (repo.to_owned(), tag.to_owned());
         self.run(move |c| {
-            let digest = match &r {
-                ManifestRef::Digest(d) => d.to_string(),
-                ManifestRef::Tag(t) => {
-                    let d: Option<String> = c
-                        .query_row(
-                            "SELECT digest FROM tags WHERE repo = ?1 AND tag = ?2",
-                            params![repo, t],
-                            |row| row.get(0),
-                        )
-                        .optional()?;
-                    match d {
-                        Some(d) => d,
-                        None => return Ok(None),
-                    }
-                }
-            };
+            Ok(c.query_row(
+                "SELECT digest FROM tags WHERE repo = ?1 AND tag = ?2",
+                params![repo, tag],
+                |row| row.get(0),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn get_manifest(&self, repo: &str, digest: &str) -> MetaResult<Option<StoredManifest>> {
+        let (repo, digest) = (repo.to_owned(), digest.to_owned());
+        self.run(move |c| {
             Ok(c.query_row(
                 "SELECT media_type, content FROM manifests WHERE repo = ?1 AND digest = ?2",
                 params![repo, digest],
