@@ -84,16 +84,27 @@ fn uploads(r: &mut TestRepo, writers: usize, per_writer: u64) -> Vec<Vec<Vec<u8>
 }
 
 /// Send every writer's uploads in order, writers in parallel; updates per second.
-fn run_writers(ep: &Endpoint, jobs: Vec<(String, usize, Vec<Vec<u8>>)>) -> f64 {
+/// Run each job (a writer's uploads) in its own thread; a writer's uploads go to the
+/// servers in turn. Updates per second, all writers together.
+fn run_writers(eps: &[Endpoint], jobs: Vec<(String, usize, Vec<Vec<u8>>)>) -> f64 {
+    drive(eps, jobs, |w| format!("targets/w{w}"))
+}
+
+fn drive(
+    eps: &[Endpoint],
+    jobs: Vec<(String, usize, Vec<Vec<u8>>)>,
+    role_of: fn(usize) -> String,
+) -> f64 {
     let total: usize = jobs.iter().map(|j| j.2.len()).sum();
     let start = Instant::now();
     let handles: Vec<_> = jobs
         .into_iter()
         .map(|(gun, w, ups)| {
-            let ep = ep.clone();
+            let eps = eps.to_vec();
             std::thread::spawn(move || {
-                let role = format!("targets/w{w}");
-                for u in ups {
+                let role = role_of(w);
+                for (i, u) in ups.into_iter().enumerate() {
+                    let ep = &eps[(i + w) % eps.len()];
                     let a = ep.post_parts(&gun, &[(&role, &u)]);
                     assert_eq!(a.status, 200, "{}", a.text());
                 }
@@ -106,6 +117,102 @@ fn run_writers(ep: &Endpoint, jobs: Vec<(String, usize, Vec<Vec<u8>>)>) -> f64 {
     total as f64 / start.elapsed().as_secs_f64()
 }
 
+/// Jobs for `writers` writers of `per_writer` updates on a new repository `gun`.
+fn writer_jobs(
+    ep: &Endpoint,
+    gun: &str,
+    writers: usize,
+    per_writer: u64,
+) -> Vec<(String, usize, Vec<Vec<u8>>)> {
+    let mut r = repo(ep, gun, writers);
+    uploads(&mut r, writers, per_writer)
+        .into_iter()
+        .enumerate()
+        .map(|(w, u)| (gun.to_owned(), w, u))
+        .collect()
+}
+
+/// `BENCH_ONLY=postgres`: signed updates and timestamp reads on PostgreSQL with one and
+/// with two servers (and the embedded SQLite default in the same run, for scale).
+fn postgres_one_and_two() {
+    let db = notarium_testkit::postgres::TestDb::create();
+    let url = db.url();
+    let start_with = |args: &[&str]| {
+        let server = common::start_server_with(args, "warn", |_| {});
+        let endpoint = Endpoint::new(server.url.clone(), Some(server.ca.clone()));
+        Server { server, endpoint }
+    };
+    let sqlite = start_with(&[]);
+    let a = start_with(&["--database", &url]);
+    let b = start_with(&["--database", &url]);
+    println!("| backend, servers | signed updates/s, 4 writers × 250, one repository | 8 writers × 125, one repository each | reads of timestamp.json, wrk -t1 -c16 per server, 10 s |\n| --- | --- | --- | --- |");
+    let read = |eps: &[&Endpoint], gun: &str| -> f64 {
+        let urls: Vec<String> = eps
+            .iter()
+            .map(|e| format!("{}/v2/{gun}/_trust/tuf/timestamp.json", e.url))
+            .collect();
+        let hs: Vec<_> = urls
+            .into_iter()
+            .map(|u| std::thread::spawn(move || wrk(&u, 10)))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum()
+    };
+    let many = |ep: &Endpoint, prefix: &str| -> Vec<(String, usize, Vec<Vec<u8>>)> {
+        (0..8)
+            .flat_map(|i| {
+                let mut jobs = writer_jobs(
+                    ep,
+                    &format!("registry.example.com/bench/{prefix}{i}"),
+                    1,
+                    125,
+                );
+                for j in &mut jobs {
+                    j.1 = 0;
+                }
+                jobs
+            })
+            .collect()
+    };
+    let rows: [(&str, Vec<&Endpoint>); 3] = [
+        ("SQLite (default), 1 server", vec![&sqlite.endpoint]),
+        ("PostgreSQL, 1 server", vec![&a.endpoint]),
+        (
+            "PostgreSQL, 2 servers (each writer alternates)",
+            vec![&a.endpoint, &b.endpoint],
+        ),
+    ];
+    for (n, (name, eps)) in rows.iter().enumerate() {
+        let owned: Vec<Endpoint> = eps.iter().map(|e| (*e).clone()).collect();
+        let one = run_writers(
+            &owned,
+            writer_jobs(
+                eps[0],
+                &format!("registry.example.com/bench/pg-one{n}"),
+                4,
+                250,
+            ),
+        );
+        let jobs = many(eps[0], &format!("pg-many{n}-"));
+        // Each writer of its own repository: writer index spreads them over the servers.
+        let jobs: Vec<_> = jobs
+            .into_iter()
+            .enumerate()
+            .map(|(i, (g, _, u))| (g, i, u))
+            .collect();
+        let many_s = run_writers_roles(&owned, jobs);
+        let reads = read(eps, &format!("registry.example.com/bench/pg-one{n}"));
+        println!("| {name} | {one:.0}/s | {many_s:.0}/s | {reads:.0} req/s |");
+    }
+    drop((sqlite, a, b));
+    drop(db);
+}
+
+/// As [`run_writers`], for jobs whose writer is always `targets/w0` of its own repository
+/// (the index only chooses the first server).
+fn run_writers_roles(eps: &[Endpoint], jobs: Vec<(String, usize, Vec<Vec<u8>>)>) -> f64 {
+    drive(eps, jobs, |_| "targets/w0".into())
+}
+
 fn main() {
     // `cargo test --benches` runs benches once in test mode; do nothing then.
     if std::env::args().any(|a| a == "--test") || std::env::args().any(|a| a == "--list") {
@@ -114,6 +221,9 @@ fn main() {
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     if only == "limits" {
         return limits_on_and_off();
+    }
+    if only == "postgres" {
+        return postgres_one_and_two();
     }
     let s = start();
     let pid = s.server.child.id();
@@ -129,7 +239,10 @@ fn main() {
             .enumerate()
             .map(|(w, u)| (gun.to_owned(), w, u))
             .collect();
-        println!("one repo: {:.0} updates/s", run_writers(&s.endpoint, jobs));
+        println!(
+            "one repo: {:.0} updates/s",
+            run_writers(std::slice::from_ref(&s.endpoint), jobs)
+        );
         return;
     }
     let ep = &s.endpoint;
@@ -159,7 +272,7 @@ fn main() {
         .map(|(w, u)| (gun.to_owned(), w, u))
         .collect();
     let before = rss_mb(pid);
-    let ups_s = run_writers(ep, jobs);
+    let ups_s = run_writers(std::slice::from_ref(ep), jobs);
     println!("| signed updates, 4 writers, 1 repository (1,000 updates, durable) | {ups_s:.0} updates/s |");
     println!(
         "| server RSS before / after | {before:.1} MB / {:.1} MB |",
@@ -174,7 +287,7 @@ fn main() {
         let mut u = uploads(&mut r, 1, 100);
         jobs.push((gun, 0, u.remove(0)));
     }
-    let ups_s = run_writers(ep, jobs);
+    let ups_s = run_writers(std::slice::from_ref(ep), jobs);
     println!("| signed updates, 16 writers, 16 repositories (1,600 updates, durable) | {ups_s:.0} updates/s |");
 
     // Growth: many repositories, in rounds; memory must level off (caches are bounded).
@@ -261,7 +374,7 @@ fn limits_on_and_off() {
                 .enumerate()
                 .map(|(w, u)| (g.clone(), w, u))
                 .collect();
-            updates[i].push(run_writers(&s.endpoint, jobs));
+            updates[i].push(run_writers(std::slice::from_ref(&s.endpoint), jobs));
         }
     }
     let avg = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
