@@ -240,7 +240,25 @@ impl TrustService {
     /// The state to validate against (call with the repository's lock held): the cached one,
     /// completed with any of `roles` it lacks, or a fresh one from storage.
     async fn state(&self, gun: &Gun, roles: &[RoleName]) -> Result<RepoState, ApiError> {
-        let mut st = match self.states.get(gun) {
+        let mut cached = self.states.get(gun);
+        if let Some(st) = &cached {
+            // Another server may have updated the repository since: one indexed lookup
+            // says whether the remembered state is still the stored one (unless this
+            // server's own commits are still in flight, when the state is ahead of it).
+            if self.storage.shared() && st.last.as_ref().is_none_or(|l| l.is_done()) {
+                let head = self
+                    .storage
+                    .head(gun)
+                    .await
+                    .map_err(storage_err(Code::Unknown))?;
+                if head != st.stored.timestamp.as_ref().map(|t| t.signed().version) {
+                    self.states.remove(gun);
+                    self.keys.refresh(gun);
+                    cached = None;
+                }
+            }
+        }
+        let mut st = match cached {
             Some(st) => st,
             None => RepoState {
                 stored: Stored::new(
