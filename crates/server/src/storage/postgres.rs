@@ -237,8 +237,10 @@ async fn write_commits(
     }
 }
 
-/// One commit's writes inside the batch's transaction: the repository's head moved from
-/// the commit's base, then every file, each newer than all stored versions of its role.
+/// One commit's writes inside the batch's transaction, in one statement for a repository
+/// that exists: the head moved from the commit's base (the row's lock: another server's
+/// commit of this repository waits, then finds the head moved and writes nothing), and
+/// every file inserted if newer than all stored versions of its role.
 async fn insert_commit(
     tx: &mut Transaction<'_, Postgres>,
     c: &Commit,
@@ -246,10 +248,15 @@ async fn insert_commit(
 ) -> Result<Vec<FeedRow>> {
     let gun = c.gun.as_str();
     let mut head = c.base.unwrap_or(0);
+    let (mut roles, mut versions, mut shas, mut data) = (vec![], vec![], vec![], vec![]);
     for f in &c.files {
         if f.role.as_str() == "timestamp" {
             head = f.version;
         }
+        roles.push(f.role.as_str().to_owned());
+        versions.push(db_version(&f.role, f.version)?);
+        shas.push(tuf::hash::sha256_hex(&f.data));
+        data.push(f.data.to_vec());
     }
     let head = db_version(&RoleName::timestamp(), head)?;
     let moved = match c.base {
@@ -259,54 +266,54 @@ async fn insert_commit(
                 .bind(gun)
                 .execute(&mut **tx)
                 .await?;
-            sqlx::query(
-                "INSERT INTO repositories (gun, head) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            )
-            .bind(gun)
-            .bind(head)
-            .execute(&mut **tx)
-            .await?
+            "INSERT INTO repositories (gun, head) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING gun"
         }
-        Some(base) => {
-            sqlx::query("UPDATE repositories SET head = $2 WHERE gun = $1 AND head = $3")
-                .bind(gun)
-                .bind(head)
-                .bind(db_version(&RoleName::timestamp(), base)?)
-                .execute(&mut **tx)
-                .await?
-        }
+        Some(_) => "UPDATE repositories SET head = $2 WHERE gun = $1 AND head = $3 RETURNING gun",
     };
-    if moved.rows_affected() != 1 {
+    let base = db_version(&RoleName::timestamp(), c.base.unwrap_or(0))?;
+    let row = sqlx::query(&format!(
+        "WITH moved AS ({moved}),
+         ins AS (
+           INSERT INTO tuf_files (gun, role, version, sha256, data, created_at)
+           SELECT $1, f.role, f.version, f.sha256, f.data, $4
+           FROM unnest($5::TEXT[], $6::BIGINT[], $7::TEXT[], $8::BYTEA[]) AS f(role, version, sha256, data)
+           WHERE EXISTS (SELECT 1 FROM moved)
+             AND NOT EXISTS (SELECT 1 FROM tuf_files t
+                             WHERE t.gun = $1 AND t.role = f.role AND t.version >= f.version)
+           RETURNING role)
+         SELECT (SELECT count(*) FROM moved), ARRAY(SELECT role FROM ins)"
+    ))
+    .bind(gun)
+    .bind(head)
+    .bind(base)
+    .bind(now)
+    .bind(&roles)
+    .bind(&versions)
+    .bind(&shas)
+    .bind(&data)
+    .fetch_one(&mut **tx)
+    .await?;
+    let moved: i64 = row.try_get(0)?;
+    if moved != 1 {
         return Err(StorageError::Stale);
     }
-    let mut feed = Vec::new();
-    for f in &c.files {
-        let version = db_version(&f.role, f.version)?;
-        let sha = tuf::hash::sha256_hex(&f.data);
-        let n = sqlx::query(
-            "INSERT INTO tuf_files (gun, role, version, sha256, data, created_at)
-             SELECT $1, $2, $3, $4, $5, $6
-             WHERE NOT EXISTS (SELECT 1 FROM tuf_files WHERE gun = $1 AND role = $2 AND version >= $3)",
-        )
-        .bind(gun)
-        .bind(f.role.as_str())
-        .bind(version)
-        .bind(&sha)
-        .bind(&f.data[..])
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-        if n.rows_affected() == 0 {
-            return Err(StorageError::Version {
-                role: f.role.to_string(),
-                version: f.version,
-            });
-        }
-        if f.role.as_str() == "timestamp" {
-            feed.push((gun.to_owned(), version, sha));
-        }
+    let inserted: Vec<String> = row.try_get(1)?;
+    if let Some(f) = c
+        .files
+        .iter()
+        .find(|f| !inserted.iter().any(|r| r == f.role.as_str()))
+    {
+        return Err(StorageError::Version {
+            role: f.role.to_string(),
+            version: f.version,
+        });
     }
-    Ok(feed)
+    Ok(c.files
+        .iter()
+        .zip(versions.iter().zip(shas))
+        .filter(|(f, _)| f.role.as_str() == "timestamp")
+        .map(|(_, (v, sha))| (gun.to_owned(), *v, sha))
+        .collect())
 }
 
 async fn delete(pool: &PgPool, gun: &Gun, now: i64) -> Result<bool> {
