@@ -84,18 +84,7 @@ async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
             (no_space(requirement.surface), None)
         }
         Ok(Grant { user, optional }) => {
-            let (op, resp) = if app.trust.storage.shared() {
-                // On a shared database a request runs to its end even when its client goes
-                // away: a database query cut off halfway could leave its pooled connection
-                // unusable for the next request.
-                let a = app.clone();
-                match tokio::spawn(async move { handle(&a, route, req, optional).await }).await {
-                    Ok(done) => done,
-                    Err(e) => std::panic::resume_unwind(e.into_panic()),
-                }
-            } else {
-                handle(&app, route, req, optional).await
-            };
+            let (op, resp) = handle(&app, route, req, optional).await;
             let resp = resp.unwrap_or_else(|e| e.into_response());
             if let Some(op) = op {
                 app.metrics
