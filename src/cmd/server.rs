@@ -30,6 +30,12 @@ pub struct ServerArgs {
     /// (also `[storage] database` in the config file).
     #[arg(long, value_name = "URL", global = true)]
     database: Option<String>,
+    /// Where blobs live: file://PATH (default: DATA_DIR/registry) or s3://BUCKET/PREFIX,
+    /// shared by any number of servers; endpoint, region and credentials from
+    /// `[storage.s3]` or AWS_ENDPOINT, AWS_REGION, AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY (also `[storage] blobs` in the config file).
+    #[arg(long, value_name = "URL", global = true)]
+    blobs: Option<String>,
     /// Server certificate (PEM); without it notarium makes a CA and a certificate.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -129,6 +135,9 @@ pub fn run(args: ServerArgs) -> Result<(), String> {
     }
     if let Some(url) = &args.database {
         config.database = Some(server::db::Database::parse(url).map_err(|e| e.to_string())?);
+    }
+    if let Some(url) = &args.blobs {
+        config.blobs = Some(server::oci::blobs::BlobLocation::parse(url)?);
     }
     protect_process();
     match args.action {

@@ -44,6 +44,31 @@ pub struct FileConfig {
 pub struct StorageFile {
     /// `sqlite://DIR` or `postgres://…` (as `--database`).
     pub database: Option<String>,
+    /// `file://PATH` or `s3://BUCKET/PREFIX` (as `--blobs`).
+    pub blobs: Option<String>,
+    pub s3: Option<S3File>,
+}
+
+/// `[storage.s3]`: where and how to reach an `s3://` blob store. Unset values come from
+/// the standard `AWS_*` variables.
+#[derive(Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3File {
+    /// `http(s)://host:port` of an S3-compatible service (AWS's when unset).
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
+impl std::fmt::Debug for S3File {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3File")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `[limits]` as written: what a hostile client could push, bounded.
@@ -171,6 +196,10 @@ pub struct ServerConfig {
     /// Where metadata lives (`--database`, `[storage] database`); `None`: SQLite in the
     /// data directory.
     pub database: Option<crate::db::Database>,
+    /// Where blobs live (`--blobs`, `[storage] blobs`); `None`: `<data-dir>/registry`.
+    pub blobs: Option<crate::oci::blobs::BlobLocation>,
+    /// `[storage.s3]`, applied to an `s3://` location however it was given.
+    pub s3: Option<S3File>,
     /// `--no-auth`: serve without authentication on a non-loopback address.
     pub allow_no_auth: bool,
     /// `--insecure-http` given on the command line: plain HTTP on a non-loopback address.
@@ -205,6 +234,8 @@ impl Default for ServerConfig {
             auth: AuthSettings::default(),
             limits: Limits::default(),
             database: None,
+            blobs: None,
+            s3: None,
             allow_no_auth: false,
             allow_insecure_http: false,
         }
@@ -261,8 +292,16 @@ impl ServerConfig {
         if let Some(l) = f.limits {
             self.limits.apply(l)?;
         }
-        if let Some(url) = f.storage.and_then(|s| s.database) {
-            self.database = Some(crate::db::Database::parse(&url).map_err(|e| e.to_string())?);
+        if let Some(st) = f.storage {
+            if let Some(url) = st.database {
+                self.database = Some(crate::db::Database::parse(&url).map_err(|e| e.to_string())?);
+            }
+            if let Some(url) = st.blobs {
+                self.blobs = Some(crate::oci::blobs::BlobLocation::parse(&url)?);
+            }
+            if st.s3.is_some() {
+                self.s3 = st.s3;
+            }
         }
         Ok(())
     }
@@ -272,6 +311,24 @@ impl ServerConfig {
         self.database
             .clone()
             .unwrap_or_else(|| crate::db::Database::in_data_dir(&self.data_dir))
+    }
+
+    /// The blob store this server uses, with `[storage.s3]` applied.
+    pub fn blobs(&self) -> crate::oci::blobs::BlobLocation {
+        use crate::oci::blobs::BlobLocation;
+        let mut loc = self
+            .blobs
+            .clone()
+            .unwrap_or_else(|| BlobLocation::File(self.data_dir.join("registry")));
+        if let (BlobLocation::S3(s), Some(f)) = (&mut loc, &self.s3) {
+            s.endpoint = f.endpoint.clone().or(s.endpoint.take());
+            s.region = f.region.clone().or(s.region.take());
+            s.access_key_id = f.access_key_id.clone().or(s.access_key_id.take());
+            if let Some(k) = &f.secret_access_key {
+                s.secret_access_key = Some(zeroize::Zeroizing::new(k.clone()));
+            }
+        }
+        loc
     }
 
     /// Refuse what would expose a non-loopback address: no authentication without

@@ -475,6 +475,30 @@ async fn health(app: &App) -> Response {
     if let Some(why) = app.health.failing() {
         failing.insert("Storage writable".into(), why.into());
     }
+    // The registry's database and blob store, each given a few seconds to answer.
+    let wait = std::time::Duration::from_secs(5);
+    let meta = tokio::time::timeout(wait, app.registry.meta.catalog(1, None));
+    let blobs = tokio::time::timeout(wait, app.registry.blobs.check());
+    match meta.await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            failing.insert("Registry DB operational".into(), e.to_string().into());
+        }
+        Err(_) => {
+            failing.insert("Registry DB operational".into(), "no answer in 5 s".into());
+        }
+    }
+    let blob_failure = match blobs.await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e),
+        Err(_) => Some(format!(
+            "{}: no answer in 5 s",
+            app.registry.blobs.location()
+        )),
+    };
+    if let Some(e) = blob_failure {
+        failing.insert("Blob store operational".into(), e.into());
+    }
     let status = if failing.is_empty() {
         StatusCode::OK
     } else {

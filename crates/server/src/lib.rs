@@ -109,8 +109,10 @@ pub async fn collect_garbage(
         limits.max_inflight_bytes,
         Duration::ZERO,
     ));
-    let stores = db::open(&config.database(), Arc::new(tuf::SystemClock)).await?;
-    let registry = oci::Registry::open(data_dir, stores.registry, &limits, budget)?;
+    let clock: Arc<dyn Clock> = Arc::new(tuf::SystemClock);
+    let stores = db::open(&config.database(), clock.clone()).await?;
+    let registry =
+        oci::Registry::open(&config.blobs(), stores.registry, &limits, budget, clock).await?;
     Ok(oci::gc::collect(&registry, grace, dry_run).await?)
 }
 
@@ -178,12 +180,23 @@ impl App {
             !config.insecure_http,
             clock.clone(),
         )?;
-        let trust = trust::TrustService::new(storage, keys, clock, limits, 16 << 20);
+        let trust = trust::TrustService::new(storage, keys, clock.clone(), limits, 16 << 20);
         let budget = Arc::new(budget::MemoryBudget::new(
             config.limits.max_inflight_bytes,
             Duration::from_secs(2),
         ));
-        let registry = oci::Registry::open(dir, stores.registry, &config.limits, budget.clone())?;
+        let blobs = config.blobs();
+        let registry = oci::Registry::open(
+            &blobs,
+            stores.registry,
+            &config.limits,
+            budget.clone(),
+            clock.clone(),
+        )
+        .await?;
+        if blobs.is_shared() {
+            tracing::info!("blobs in {blobs}");
+        }
         Ok(Arc::new(App {
             trust,
             registry,

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use notarium_server::db::{self, Database, Stores};
-use notarium_server::oci::meta::NewManifest;
+use notarium_server::oci::meta::{NewManifest, UploadRecord, UploadSlot};
 use notarium_server::storage::{Commit, CommitStatus, KeyRecord, NewFile, StorageError};
 use notarium_testkit::postgres::TestDb;
 use tuf::{DateTime, FixedClock, Gun, RoleName};
@@ -114,6 +114,7 @@ suite!(
     server_keys_pending_keys_and_reclaim,
     settings_keep_the_first_value,
     registry_manifests_tags_and_links,
+    upload_sessions_move_by_compare_and_set_within_limits,
     migrations_run_once_when_servers_start_together,
 );
 
@@ -681,4 +682,70 @@ async fn migrations_run_once_when_servers_start_together(b: Backend) {
         again.trust.head(&gun("example.com/m")).await.unwrap(),
         Some(1)
     );
+}
+
+async fn upload_sessions_move_by_compare_and_set_within_limits(b: Backend) {
+    let (a, other) = (b.open().await, b.open().await);
+    let rec = |id: &str, repo: &str| UploadRecord {
+        id: id.into(),
+        repo: repo.into(),
+        size: 0,
+        state: "{}".into(),
+        touched_ms: T0 * 1000,
+    };
+    let (ra, rb) = (a.registry.clone(), other.registry.clone());
+    assert_eq!(
+        ra.create_upload(&rec("u1", "x/a"), 3, 2).await.unwrap(),
+        UploadSlot::Created
+    );
+    assert_eq!(
+        rb.create_upload(&rec("u2", "x/a"), 3, 2).await.unwrap(),
+        UploadSlot::Created
+    );
+    // The second server sees the first's sessions in the counts.
+    assert_eq!(
+        rb.create_upload(&rec("u3", "x/a"), 3, 2).await.unwrap(),
+        UploadSlot::RepositoryFull(2)
+    );
+    assert_eq!(
+        ra.create_upload(&rec("u3", "x/b"), 3, 2).await.unwrap(),
+        UploadSlot::Created
+    );
+    assert_eq!(
+        ra.create_upload(&rec("u4", "x/c"), 3, 2).await.unwrap(),
+        UploadSlot::RegistryFull(3)
+    );
+    assert!(rb.get_upload("u4").await.unwrap().is_none());
+    // Compare-and-set on the size: of two moves from 0, one lands.
+    b.clock.advance_secs(10);
+    assert!(ra
+        .update_upload("u1", 0, 100, "{\"tail\":100}")
+        .await
+        .unwrap());
+    assert!(!rb
+        .update_upload("u1", 0, 50, "{\"tail\":50}")
+        .await
+        .unwrap());
+    let got = rb.get_upload("u1").await.unwrap().unwrap();
+    assert_eq!((got.size, got.state.as_str()), (100, "{\"tail\":100}"));
+    assert_eq!(
+        got.touched_ms,
+        (T0 + 10) * 1000,
+        "touched at the clock's time"
+    );
+    // Untouched sessions are found by age; a touch keeps one young.
+    rb.touch_upload("u2").await.unwrap();
+    let old: Vec<String> = ra
+        .uploads_touched_before((T0 + 5) * 1000, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(old, vec!["u3".to_owned()]);
+    assert!(ra.delete_upload("u3").await.unwrap());
+    assert!(!rb.delete_upload("u3").await.unwrap());
+    let ids = rb.upload_ids().await.unwrap();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains("u1") && ids.contains("u2"));
 }

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod docker;
 pub mod evil;
+pub mod garage;
 pub mod http;
 pub mod oci;
 pub mod postgres;

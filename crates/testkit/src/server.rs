@@ -23,6 +23,11 @@ pub struct TestServer {
     pub data_dir: PathBuf,
     /// The database the server uses (`None`: SQLite in the data directory).
     pub database: Option<server::db::Database>,
+    /// Where its blobs are (`None`: the data directory), with the S3 settings.
+    pub blobs: Option<(
+        server::oci::blobs::BlobLocation,
+        Option<server::config::S3File>,
+    )>,
     /// A PostgreSQL database made for this server (`NOTARIUM_TEST_DATABASE=postgres`).
     pg: Option<Arc<crate::postgres::TestDb>>,
     _tmp: Option<tempfile::TempDir>,
@@ -104,7 +109,15 @@ impl TestServer {
             config.database =
                 Some(server::db::Database::parse(&pg.url()).map_err(|e| e.to_string())?);
         }
+        // `NOTARIUM_TEST_BLOBS=s3`: blobs in the test process's Garage, under a prefix of
+        // this server's own (kept across a restart, which passes its location on).
+        if std::env::var("NOTARIUM_TEST_BLOBS").as_deref() == Ok("s3") && config.blobs.is_none() {
+            let g = crate::garage::Garage::shared();
+            config.blobs = Some(server::oci::blobs::BlobLocation::parse(&g.fresh_url())?);
+            config.s3 = Some(g.s3_settings());
+        }
         let database = config.database.clone();
+        let blobs = config.blobs.clone().map(|b| (b, config.s3.clone()));
         let (ready_tx, ready_rx) =
             std::sync::mpsc::channel::<Result<(SocketAddr, Option<PathBuf>), String>>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -154,6 +167,7 @@ impl TestServer {
             endpoint: Endpoint::new(format!("{scheme}://{addr}"), ca),
             data_dir,
             database,
+            blobs,
             pg,
             _tmp: tmp,
             stop: Some(stop_tx),
@@ -172,13 +186,20 @@ impl TestServer {
         let addr = self.addr;
         let data_dir = self.data_dir.clone();
         let (database, pg) = (self.database.clone(), self.pg.take());
+        let blobs = self.blobs.clone();
         self.stop_now();
         while_stopped(&data_dir);
         let mut s = Self::start_on(
             Options {
                 data_dir: Some(data_dir),
                 addr: Some(addr),
-                configure: Box::new(move |c| c.database = database),
+                configure: Box::new(move |c| {
+                    c.database = database;
+                    if let Some((b, s3)) = blobs {
+                        c.blobs = Some(b);
+                        c.s3 = s3;
+                    }
+                }),
                 ..Default::default()
             },
             pg,

@@ -1,7 +1,9 @@
 //! Garbage collection (`notarium server gc`): delete blobs that no stored manifest
 //! references, and uploads abandoned (or left by a crash). Blobs younger than the grace
 //! period are kept, so a push whose manifest is not yet stored keeps its layers. Run it
-//! with the server stopped: it takes the data directory's lock.
+//! with the server stopped: it takes the data directory's lock. (On a shared database and
+//! bucket, other servers may go on running: the grace period covers their pushes in
+//! progress.)
 
 use std::time::{Duration, SystemTime};
 
@@ -32,7 +34,8 @@ pub async fn collect(reg: &Registry, grace: Duration, dry_run: bool) -> Result<G
         .checked_sub(grace)
         .unwrap_or(SystemTime::UNIX_EPOCH);
     let mut report = GcReport::default();
-    for (digest, modified, size) in reg.blobs.list_blobs()? {
+    for b in reg.blobs.list_blobs().await? {
+        let (digest, modified, size) = (b.digest, b.modified, b.size);
         if referenced.contains(&digest.to_string()) {
             report.kept += 1;
             continue;
@@ -46,9 +49,9 @@ pub async fn collect(reg: &Registry, grace: Duration, dry_run: bool) -> Result<G
         if !dry_run {
             // Unlink first: a repository must never list a blob that is gone.
             reg.meta.drop_blob(&digest.to_string()).await?;
-            reg.blobs.delete_blob(&digest)?;
+            reg.blobs.delete_blob(&digest).await?;
         }
     }
-    report.uploads_removed = reg.blobs.remove_stale_uploads(cutoff, dry_run)?;
+    report.uploads_removed = reg.blobs.remove_stale_uploads(cutoff, dry_run).await?;
     Ok(report)
 }

@@ -1,7 +1,7 @@
 //! The registry: the OCI Distribution API (v1.1) on the trust server's port.
 //!
 //! * [`route`]: the URL grammar under `/v2/`; [`errors`]: the spec's error envelope;
-//! * [`blobs`]: content-addressed blobs and uploads on the filesystem;
+//! * [`blobs`]: content-addressed blobs and uploads (filesystem or S3, behind a trait);
 //! * [`meta`]: repositories' blob links, manifests, tags (behind a trait; SQLite);
 //! * [`gc`]: garbage collection of blobs no manifest references.
 //!
@@ -15,7 +15,6 @@ pub mod gc;
 pub mod meta;
 pub mod route;
 
-use std::path::Path;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -28,7 +27,7 @@ use registry::manifest::{self, Manifest};
 use registry::Digest;
 
 use crate::health::OutOfSpace;
-use blobs::{BlobError, BlobStore};
+use blobs::{BlobError, BlobLocation, BlobStore};
 use errors::{OciCode, OciError, OciResult};
 use meta::{NewManifest, RegistryMeta};
 use route::{ManifestRef, OciRoute};
@@ -41,7 +40,7 @@ const DEFAULT_PAGE: usize = 1000;
 const MAX_PAGE: usize = 10_000;
 
 pub struct Registry {
-    pub blobs: BlobStore,
+    pub blobs: Arc<dyn BlobStore>,
     pub meta: Arc<dyn RegistryMeta>,
     /// Manifests' bytes are held against the server's memory budget.
     pub budget: Arc<crate::budget::MemoryBudget>,
@@ -53,21 +52,27 @@ pub enum RegistryOpenError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Meta(#[from] meta::MetaError),
+    #[error("blob store: {0}")]
+    Blobs(#[from] BlobError),
 }
 
 impl Registry {
-    /// Open (creating) the registry's blobs in a data directory, with its metadata in `meta`.
-    pub fn open(
-        data_dir: &Path,
+    /// Open (creating) the registry's blob store at `location`, with its metadata in `meta`.
+    pub async fn open(
+        location: &BlobLocation,
         meta: Arc<dyn RegistryMeta>,
         limits: &crate::config::Limits,
         budget: Arc<crate::budget::MemoryBudget>,
+        clock: Arc<dyn tuf::Clock>,
     ) -> Result<Registry, RegistryOpenError> {
-        let blobs = BlobStore::open(
-            &data_dir.join("registry"),
+        let blobs = blobs::open(
+            location,
+            meta.clone(),
             blobs::UploadLimits::from(limits),
             budget.clone(),
-        )?;
+            clock,
+        )
+        .await?;
         Ok(Registry {
             blobs,
             meta,
@@ -456,7 +461,7 @@ async fn get_blob(reg: &Registry, name: &str, d: &Digest, req: &Parts) -> OciRes
     {
         return Err(unknown());
     }
-    let Some((file, len)) = reg.blobs.open_blob(d).await.map_err(internal)? else {
+    let Some(len) = reg.blobs.stat(d).await.map_err(internal)? else {
         return Err(unknown());
     };
     let range = req
@@ -477,7 +482,10 @@ async fn get_blob(reg: &Registry, name: &str, d: &Digest, req: &Parts) -> OciRes
     let body = if req.method == Method::HEAD || count == 0 {
         Body::empty()
     } else {
-        Body::from_stream(blobs::stream_file(file, start, count))
+        match reg.blobs.read(d, start, count).await.map_err(internal)? {
+            Some(stream) => Body::from_stream(stream),
+            None => return Err(unknown()),
+        }
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
@@ -522,6 +530,8 @@ fn blob_error(e: BlobError) -> OciError {
             .with_status(StatusCode::PAYLOAD_TOO_LARGE),
         BlobError::TooManySessions(m) => OciError::detail(OciCode::TooManyRequests, m),
         BlobError::Busy => busy(),
+        BlobError::Concurrent(_) => OciError::detail(OciCode::BlobUploadInvalid, e.to_string())
+            .with_status(StatusCode::CONFLICT),
         BlobError::Io(e) => internal(e),
     }
 }
@@ -627,7 +637,7 @@ async fn check_length(reg: &Registry, up: &blobs::Upload, req: &Parts) -> OciRes
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let limit = reg.blobs.limits.max_blob_bytes;
+    let limit = reg.blobs.limits().max_blob_bytes;
     if len.is_some_and(|n| up.size.saturating_add(n) > limit) {
         reg.blobs.discard(&up.id).await;
         return Err(blob_error(BlobError::TooLarge { limit }));
@@ -664,7 +674,7 @@ async fn upload(
     req: &Parts,
     body: Body,
 ) -> OciResult<Response> {
-    let Some(up) = reg.blobs.session(name, id).await.map_err(internal)? else {
+    let Some(up) = reg.blobs.session(name, id).await.map_err(blob_error)? else {
         return Err(OciError::detail(
             OciCode::BlobUploadUnknown,
             format!("no upload {id} in {name}"),

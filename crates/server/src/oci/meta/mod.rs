@@ -67,6 +67,28 @@ pub struct Referrer {
     pub annotations: Option<String>,
 }
 
+/// An upload session kept in the database (blob stores whose uploads any server may
+/// continue: S3). `state` is the blob store's own description of what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadRecord {
+    pub id: String,
+    pub repo: String,
+    pub size: u64,
+    pub state: String,
+    /// Last touched, Unix milliseconds from the service's clock.
+    pub touched_ms: i64,
+}
+
+/// Whether a new upload session fit the limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadSlot {
+    Created,
+    /// The registry holds this many sessions, its limit.
+    RegistryFull(usize),
+    /// The repository holds this many sessions, the limit per repository.
+    RepositoryFull(usize),
+}
+
 #[async_trait]
 pub trait RegistryMeta: Send + Sync {
     async fn link_blob(&self, repo: &str, digest: &str) -> MetaResult<()>;
@@ -93,4 +115,31 @@ pub trait RegistryMeta: Send + Sync {
     async fn referenced(&self) -> MetaResult<HashSet<String>>;
     /// Forget every repository's link to a blob (it is being deleted).
     async fn drop_blob(&self, digest: &str) -> MetaResult<()>;
+    /// Record a new upload session unless the registry already holds `max_total`
+    /// sessions or its repository `max_per_repo` (counted by the database, so across
+    /// servers; two servers starting sessions at the same instant may pass a bound by one
+    /// each).
+    async fn create_upload(
+        &self,
+        r: &UploadRecord,
+        max_total: usize,
+        max_per_repo: usize,
+    ) -> MetaResult<UploadSlot>;
+    async fn get_upload(&self, id: &str) -> MetaResult<Option<UploadRecord>>;
+    /// Move an upload from `old_size` to `size` with its new state, touched now; `false`
+    /// (nothing changed) when its size is no longer `old_size` or it is gone.
+    async fn update_upload(
+        &self,
+        id: &str,
+        old_size: u64,
+        size: u64,
+        state: &str,
+    ) -> MetaResult<bool>;
+    /// Mark an upload as in use now (a long request keeps it from expiring).
+    async fn touch_upload(&self, id: &str) -> MetaResult<()>;
+    async fn delete_upload(&self, id: &str) -> MetaResult<bool>;
+    /// Upload sessions last touched before `ms` (Unix milliseconds), at most `limit`.
+    async fn uploads_touched_before(&self, ms: i64, limit: usize) -> MetaResult<Vec<UploadRecord>>;
+    /// Every upload session's id (garbage collection of stray objects).
+    async fn upload_ids(&self) -> MetaResult<HashSet<String>>;
 }

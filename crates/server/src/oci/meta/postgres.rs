@@ -8,14 +8,18 @@ use sqlx::postgres::PgPool;
 use sqlx::Row;
 use tuf::Clock;
 
-use super::{MetaResult, NewManifest, Referrer, RegistryMeta, StoredManifest};
+use super::sqlite::now_ms;
+use super::{
+    MetaResult, NewManifest, Referrer, RegistryMeta, StoredManifest, UploadRecord, UploadSlot,
+};
 use crate::db::Migration;
 use crate::storage::StorageError;
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "blob links, manifests, references, tags",
-    sql: r#"
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "blob links, manifests, references, tags",
+        sql: r#"
 -- Names and tags in byte order (`COLLATE "C"`), as SQLite and the distribution spec sort them.
 CREATE TABLE blob_links (
     repo   TEXT COLLATE "C" NOT NULL,
@@ -49,7 +53,23 @@ CREATE TABLE tags (
     PRIMARY KEY (repo, tag)
 );
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "upload sessions",
+        sql: r#"
+CREATE TABLE uploads (
+    id         TEXT   NOT NULL PRIMARY KEY,
+    repo       TEXT   COLLATE "C" NOT NULL,
+    size       BIGINT NOT NULL,
+    state      TEXT   NOT NULL,
+    touched_ms BIGINT NOT NULL
+);
+CREATE INDEX uploads_repo ON uploads (repo);
+CREATE INDEX uploads_touched ON uploads (touched_ms);
+"#,
+    },
+];
 
 pub struct PgMeta {
     pool: PgPool,
@@ -290,4 +310,118 @@ impl RegistryMeta for PgMeta {
             .await?;
         Ok(())
     }
+
+    async fn create_upload(
+        &self,
+        r: &UploadRecord,
+        max_total: usize,
+        max_per_repo: usize,
+    ) -> MetaResult<UploadSlot> {
+        // One statement: the counts and the insert see the same snapshot.
+        let row = sqlx::query(
+            "WITH counts AS (
+                SELECT count(*) AS total, count(*) FILTER (WHERE repo = $2) AS here FROM uploads
+             ), ins AS (
+                INSERT INTO uploads (id, repo, size, state, touched_ms)
+                SELECT $1, $2, $3, $4, $5 FROM counts WHERE total < $6 AND here < $7
+                RETURNING 1
+             )
+             SELECT total, here, (SELECT count(*) FROM ins) AS inserted FROM counts",
+        )
+        .bind(&r.id)
+        .bind(&r.repo)
+        .bind(r.size as i64)
+        .bind(&r.state)
+        .bind(r.touched_ms)
+        .bind(max_total as i64)
+        .bind(max_per_repo as i64)
+        .fetch_one(&self.pool)
+        .await?;
+        let (total, here, inserted): (i64, i64, i64) =
+            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        Ok(if inserted > 0 {
+            UploadSlot::Created
+        } else if total as usize >= max_total {
+            UploadSlot::RegistryFull(total as usize)
+        } else {
+            UploadSlot::RepositoryFull(here as usize)
+        })
+    }
+
+    async fn get_upload(&self, id: &str) -> MetaResult<Option<UploadRecord>> {
+        let row =
+            sqlx::query("SELECT id, repo, size, state, touched_ms FROM uploads WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|r| upload_row(&r)).transpose()
+    }
+
+    async fn update_upload(
+        &self,
+        id: &str,
+        old_size: u64,
+        size: u64,
+        state: &str,
+    ) -> MetaResult<bool> {
+        Ok(sqlx::query(
+            "UPDATE uploads SET size = $3, state = $4, touched_ms = $5 WHERE id = $1 AND size = $2",
+        )
+        .bind(id)
+        .bind(old_size as i64)
+        .bind(size as i64)
+        .bind(state)
+        .bind(now_ms(&*self.clock))
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            > 0)
+    }
+
+    async fn touch_upload(&self, id: &str) -> MetaResult<()> {
+        sqlx::query("UPDATE uploads SET touched_ms = greatest(touched_ms, $2) WHERE id = $1")
+            .bind(id)
+            .bind(now_ms(&*self.clock))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_upload(&self, id: &str) -> MetaResult<bool> {
+        Ok(sqlx::query("DELETE FROM uploads WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            > 0)
+    }
+
+    async fn uploads_touched_before(&self, ms: i64, limit: usize) -> MetaResult<Vec<UploadRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, repo, size, state, touched_ms FROM uploads WHERE touched_ms < $1 \
+             ORDER BY touched_ms LIMIT $2",
+        )
+        .bind(ms)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(upload_row).collect()
+    }
+
+    async fn upload_ids(&self) -> MetaResult<HashSet<String>> {
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM uploads")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(ids.into_iter().collect())
+    }
+}
+
+fn upload_row(r: &sqlx::postgres::PgRow) -> MetaResult<UploadRecord> {
+    Ok(UploadRecord {
+        id: r.try_get(0)?,
+        repo: r.try_get(1)?,
+        size: r.try_get::<i64, _>(2)? as u64,
+        state: r.try_get(3)?,
+        touched_ms: r.try_get(4)?,
+    })
 }

@@ -8,14 +8,18 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 use tuf::Clock;
 
-use super::{MetaError, MetaResult, NewManifest, Referrer, RegistryMeta, StoredManifest};
+use super::{
+    MetaError, MetaResult, NewManifest, Referrer, RegistryMeta, StoredManifest, UploadRecord,
+    UploadSlot,
+};
 use crate::db::Migration;
 
 /// Version 1 is the schema of every database made before migrations existed.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "blob links, manifests, references, tags",
-    sql: r#"
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "blob links, manifests, references, tags",
+        sql: r#"
 CREATE TABLE IF NOT EXISTS blob_links (
     repo   TEXT NOT NULL,
     digest TEXT NOT NULL,
@@ -48,7 +52,23 @@ CREATE TABLE IF NOT EXISTS tags (
     PRIMARY KEY (repo, tag)
 ) WITHOUT ROWID;
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "upload sessions",
+        sql: r#"
+CREATE TABLE uploads (
+    id         TEXT    NOT NULL PRIMARY KEY,
+    repo       TEXT    NOT NULL,
+    size       INTEGER NOT NULL,
+    state      TEXT    NOT NULL,
+    touched_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX uploads_repo ON uploads (repo);
+CREATE INDEX uploads_touched ON uploads (touched_ms);
+"#,
+    },
+];
 
 pub struct SqliteMeta {
     conn: Arc<Mutex<Connection>>,
@@ -317,4 +337,119 @@ impl RegistryMeta for SqliteMeta {
         })
         .await
     }
+
+    async fn create_upload(
+        &self,
+        r: &UploadRecord,
+        max_total: usize,
+        max_per_repo: usize,
+    ) -> MetaResult<UploadSlot> {
+        let r = r.clone();
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let total: i64 = tx.query_row("SELECT count(*) FROM uploads", [], |r| r.get(0))?;
+            if total as usize >= max_total {
+                return Ok(UploadSlot::RegistryFull(total as usize));
+            }
+            let here: i64 = tx.query_row(
+                "SELECT count(*) FROM uploads WHERE repo = ?1",
+                params![r.repo],
+                |r| r.get(0),
+            )?;
+            if here as usize >= max_per_repo {
+                return Ok(UploadSlot::RepositoryFull(here as usize));
+            }
+            tx.execute(
+                "INSERT INTO uploads (id, repo, size, state, touched_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![r.id, r.repo, r.size as i64, r.state, r.touched_ms],
+            )?;
+            tx.commit()?;
+            Ok(UploadSlot::Created)
+        })
+        .await
+    }
+
+    async fn get_upload(&self, id: &str) -> MetaResult<Option<UploadRecord>> {
+        let id = id.to_owned();
+        self.run(move |c| {
+            Ok(c.query_row(
+                "SELECT id, repo, size, state, touched_ms FROM uploads WHERE id = ?1",
+                params![id],
+                upload_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn update_upload(
+        &self,
+        id: &str,
+        old_size: u64,
+        size: u64,
+        state: &str,
+    ) -> MetaResult<bool> {
+        let (id, state, now) = (id.to_owned(), state.to_owned(), now_ms(&*self.clock));
+        self.run(move |c| {
+            Ok(c.execute(
+                "UPDATE uploads SET size = ?3, state = ?4, touched_ms = ?5 WHERE id = ?1 AND size = ?2",
+                params![id, old_size as i64, size as i64, state, now],
+            )? > 0)
+        })
+        .await
+    }
+
+    async fn touch_upload(&self, id: &str) -> MetaResult<()> {
+        let (id, now) = (id.to_owned(), now_ms(&*self.clock));
+        self.run(move |c| {
+            c.execute(
+                "UPDATE uploads SET touched_ms = max(touched_ms, ?2) WHERE id = ?1",
+                params![id, now],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_upload(&self, id: &str) -> MetaResult<bool> {
+        let id = id.to_owned();
+        self.run(move |c| Ok(c.execute("DELETE FROM uploads WHERE id = ?1", params![id])? > 0))
+            .await
+    }
+
+    async fn uploads_touched_before(&self, ms: i64, limit: usize) -> MetaResult<Vec<UploadRecord>> {
+        self.run(move |c| {
+            let mut st = c.prepare(
+                "SELECT id, repo, size, state, touched_ms FROM uploads WHERE touched_ms < ?1 \
+                 ORDER BY touched_ms LIMIT ?2",
+            )?;
+            let rows = st.query_map(params![ms, limit as i64], upload_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn upload_ids(&self) -> MetaResult<HashSet<String>> {
+        self.run(move |c| {
+            let mut st = c.prepare("SELECT id FROM uploads")?;
+            let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+            Ok(rows.collect::<Result<HashSet<_>, _>>()?)
+        })
+        .await
+    }
+}
+
+fn upload_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UploadRecord> {
+    Ok(UploadRecord {
+        id: r.get(0)?,
+        repo: r.get(1)?,
+        size: r.get::<_, i64>(2)? as u64,
+        state: r.get(3)?,
+        touched_ms: r.get(4)?,
+    })
+}
+
+/// The clock's time in Unix milliseconds.
+pub(crate) fn now_ms(clock: &dyn Clock) -> i64 {
+    (clock.now().unix_nanos() / 1_000_000) as i64
 }

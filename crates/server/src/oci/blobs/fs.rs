@@ -1,4 +1,4 @@
-//! Blobs on the filesystem, content-addressed: `<root>/blobs/<algorithm>/<hex[..2]>/<hex>`.
+//! Blobs on the filesystem (`file://PATH`), content-addressed: `<root>/blobs/<algorithm>/<hex[..2]>/<hex>`.
 //!
 //! An upload is a file under `<root>/uploads/`, appended to as the body streams in (a
 //! blocking writer thread hashes and writes while the next megabyte is read from the
@@ -11,14 +11,19 @@ use std::collections::HashMap;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use async_trait::async_trait;
 use axum::body::Body;
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
 use registry::digest::{Algorithm, Hasher};
 use registry::Digest;
+
+use super::{
+    io_other, BlobError, BlobStore, BlobStream, StoredBlob, Upload, UploadHandle, UploadLimits,
+};
 
 /// Bytes handed to the writer thread at a time.
 const BATCH: usize = 1 << 20;
@@ -28,39 +33,6 @@ const IN_FLIGHT_BYTES: usize = 2 * BATCH;
 /// network: a few megabytes per download, however many run at once.
 const READ_CHUNK: usize = 1 << 20;
 const READ_AHEAD: usize = 2;
-
-/// One upload in progress.
-#[derive(Debug)]
-pub struct Upload {
-    pub id: String,
-    pub repo: String,
-    /// Bytes received so far.
-    pub size: u64,
-    /// SHA-256 of those bytes, when this process saw them all in order (else the file is
-    /// hashed again when the upload completes).
-    hasher: Option<Hasher>,
-}
-
-/// What uploads may take (`[limits]`).
-#[derive(Debug, Clone, Copy)]
-pub struct UploadLimits {
-    pub max_blob_bytes: u64,
-    pub max_sessions: usize,
-    pub max_sessions_per_repository: usize,
-    /// An upload untouched this long is removed.
-    pub expiry: Duration,
-}
-
-impl From<&crate::config::Limits> for UploadLimits {
-    fn from(l: &crate::config::Limits) -> Self {
-        UploadLimits {
-            max_blob_bytes: l.max_blob_bytes,
-            max_sessions: l.max_upload_sessions,
-            max_sessions_per_repository: l.max_upload_sessions_per_repository,
-            expiry: l.upload_expiry,
-        }
-    }
-}
 
 /// An upload session as the store keeps it: the upload (locked while a request works on
 /// it), its repository and when it was last touched.
@@ -100,29 +72,7 @@ impl Sessions {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum BlobError {
-    #[error("the uploaded content has digest {actual}, not {expected}")]
-    DigestMismatch { expected: String, actual: String },
-    #[error("the request body ended early: {0}")]
-    Body(String),
-    #[error("a blob may be {limit} bytes at most")]
-    TooLarge { limit: u64 },
-    #[error("{0}")]
-    TooManySessions(String),
-    #[error("the server is busy; try again shortly")]
-    Busy,
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-}
-
-impl crate::health::OutOfSpace for BlobError {
-    fn out_of_space(&self) -> bool {
-        matches!(self, BlobError::Io(e) if e.out_of_space())
-    }
-}
-
-pub struct BlobStore {
+pub struct FsBlobs {
     root: PathBuf,
     uploads: Mutex<Sessions>,
     pub limits: UploadLimits,
@@ -130,22 +80,18 @@ pub struct BlobStore {
     budget: Arc<crate::budget::MemoryBudget>,
 }
 
-fn io_other(e: impl std::fmt::Display) -> std::io::Error {
-    std::io::Error::other(e.to_string())
-}
-
-impl BlobStore {
+impl FsBlobs {
     /// Open the store; the uploads left by an earlier run are sessions again (and count
     /// against the limits, and expire, from their files' age).
     pub fn open(
         root: &Path,
         limits: UploadLimits,
         budget: Arc<crate::budget::MemoryBudget>,
-    ) -> std::io::Result<BlobStore> {
+    ) -> std::io::Result<FsBlobs> {
         for d in ["blobs", "uploads"] {
             std::fs::create_dir_all(root.join(d))?;
         }
-        let store = BlobStore {
+        let store = FsBlobs {
             root: root.to_path_buf(),
             uploads: Mutex::new(Sessions::default()),
             limits,
@@ -175,6 +121,7 @@ impl BlobStore {
                 repo: repo.clone(),
                 size: meta.len(),
                 hasher: None,
+                state: String::new(),
             }));
             sessions.insert(
                 id.to_owned(),
@@ -206,8 +153,58 @@ impl BlobStore {
         self.root.join("uploads").join(format!("{id}.repo"))
     }
 
+    fn lock_map(&self) -> std::sync::MutexGuard<'_, Sessions> {
+        self.uploads.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many upload sessions are open.
+    pub fn sessions(&self) -> usize {
+        self.lock_map().by_id.len()
+    }
+
+    fn touch(&self, id: &str) {
+        if let Some(s) = self.lock_map().by_id.get_mut(id) {
+            s.touched = Instant::now();
+        }
+    }
+}
+
+#[async_trait]
+impl BlobStore for FsBlobs {
+    fn limits(&self) -> &UploadLimits {
+        &self.limits
+    }
+
+    fn location(&self) -> String {
+        format!("file://{}", self.root.display())
+    }
+
+    async fn read(
+        &self,
+        d: &Digest,
+        start: u64,
+        count: u64,
+    ) -> std::io::Result<Option<BlobStream>> {
+        match tokio::fs::File::open(self.blob_path(d)).await {
+            Ok(f) => Ok(Some(Box::pin(stream_file(
+                f.into_std().await,
+                start,
+                count,
+            )))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        tokio::fs::metadata(self.root.join("blobs"))
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("{}: {e}", self.root.display()))
+    }
+
     /// The size of a stored blob, if it is stored.
-    pub async fn stat(&self, d: &Digest) -> std::io::Result<Option<u64>> {
+    async fn stat(&self, d: &Digest) -> std::io::Result<Option<u64>> {
         match tokio::fs::metadata(self.blob_path(d)).await {
             Ok(m) => Ok(Some(m.len())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -215,28 +212,8 @@ impl BlobStore {
         }
     }
 
-    /// A stored blob, opened, with its size (for `stream_file`).
-    pub async fn open_blob(&self, d: &Digest) -> std::io::Result<Option<(std::fs::File, u64)>> {
-        match tokio::fs::File::open(self.blob_path(d)).await {
-            Ok(f) => {
-                let len = f.metadata().await?.len();
-                Ok(Some((f.into_std().await, len)))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Read a small blob whole (a config, for referrers and checks).
-    pub async fn read_small(&self, d: &Digest, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
-        match self.stat(d).await? {
-            Some(n) if n <= limit => Ok(Some(tokio::fs::read(self.blob_path(d)).await?)),
-            _ => Ok(None),
-        }
-    }
-
     /// Start an upload to `repo`, if the session limits allow one more.
-    pub async fn start(&self, repo: &str) -> Result<Arc<tokio::sync::Mutex<Upload>>, BlobError> {
+    async fn start(&self, repo: &str) -> Result<UploadHandle, BlobError> {
         {
             let map = self.lock_map();
             if map.by_id.len() >= self.limits.max_sessions {
@@ -252,21 +229,17 @@ impl BlobStore {
                 )));
             }
         }
-        let mut rnd = [0u8; 16];
-        aws_lc_rs::rand::fill(&mut rnd).map_err(io_other)?;
-        let id = hex::encode(rnd);
+        let id = super::new_upload_id()?;
         tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(self.upload_path(&id))
             .await?;
         tokio::fs::write(self.upload_meta_path(&id), repo.as_bytes()).await?;
-        let u = Arc::new(tokio::sync::Mutex::new(Upload {
-            id: id.clone(),
-            repo: repo.to_owned(),
-            size: 0,
-            hasher: Some(Hasher::new(Algorithm::Sha256)),
-        }));
+        let u = Arc::new(tokio::sync::Mutex::new(Upload::new(
+            id.clone(),
+            repo.to_owned(),
+        )));
         self.lock_map().insert(
             id,
             Session {
@@ -278,18 +251,9 @@ impl BlobStore {
         Ok(u)
     }
 
-    fn lock_map(&self) -> std::sync::MutexGuard<'_, Sessions> {
-        self.uploads.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// How many upload sessions are open.
-    pub fn sessions(&self) -> usize {
-        self.lock_map().by_id.len()
-    }
-
     /// Remove the uploads untouched for the expiry time (not one a request is working
     /// on), with their files. How many were removed.
-    pub async fn expire(&self) -> usize {
+    async fn expire(&self) -> usize {
         let old: Vec<(String, Arc<tokio::sync::Mutex<Upload>>)> = self
             .lock_map()
             .by_id
@@ -316,18 +280,8 @@ impl BlobStore {
         n
     }
 
-    fn touch(&self, id: &str) {
-        if let Some(s) = self.lock_map().by_id.get_mut(id) {
-            s.touched = Instant::now();
-        }
-    }
-
     /// An upload in progress (also one begun before a restart), if it belongs to `repo`.
-    pub async fn session(
-        &self,
-        repo: &str,
-        id: &str,
-    ) -> std::io::Result<Option<Arc<tokio::sync::Mutex<Upload>>>> {
+    async fn session(&self, repo: &str, id: &str) -> Result<Option<UploadHandle>, BlobError> {
         let map = self.lock_map();
         Ok(map
             .by_id
@@ -338,7 +292,7 @@ impl BlobStore {
 
     /// Append a request body to an upload. On a body that ends early, what arrived is kept
     /// (the client may resume from the new size).
-    pub async fn append(&self, up: &mut Upload, body: Body) -> Result<u64, BlobError> {
+    async fn append(&self, up: &mut Upload, body: Body) -> Result<u64, BlobError> {
         self.touch(&up.id);
         let path = self.upload_path(&up.id);
         let limit = self.limits.max_blob_bytes;
@@ -442,7 +396,7 @@ impl BlobStore {
 
     /// Complete an upload as `expected`: check the content's digest, then make it the
     /// blob, durably. The upload is gone afterwards, whatever the outcome.
-    pub async fn finish(&self, up: &mut Upload, expected: &Digest) -> Result<u64, BlobError> {
+    async fn finish(&self, up: &mut Upload, expected: &Digest) -> Result<u64, BlobError> {
         let path = self.upload_path(&up.id);
         let actual = match up.hasher.take() {
             Some(h) if expected.algorithm() == Algorithm::Sha256 && h.len() == up.size => {
@@ -476,14 +430,14 @@ impl BlobStore {
     }
 
     /// Drop an upload and its file.
-    pub async fn discard(&self, id: &str) {
+    async fn discard(&self, id: &str) {
         self.lock_map().remove(id);
         let _ = tokio::fs::remove_file(self.upload_path(id)).await;
         let _ = tokio::fs::remove_file(self.upload_meta_path(id)).await;
     }
 
     /// Every stored blob with its last modification and size (for garbage collection).
-    pub fn list_blobs(&self) -> std::io::Result<Vec<(Digest, SystemTime, u64)>> {
+    async fn list_blobs(&self) -> std::io::Result<Vec<StoredBlob>> {
         let mut out = Vec::new();
         for alg in ["sha256", "sha512"] {
             let dir = self.root.join("blobs").join(alg);
@@ -498,7 +452,11 @@ impl BlobStore {
                     let Some(name) = name.to_str() else { continue };
                     if let Ok(d) = Digest::parse(&format!("{alg}:{name}")) {
                         let m = f.metadata()?;
-                        out.push((d, m.modified()?, m.len()));
+                        out.push(StoredBlob {
+                            digest: d,
+                            modified: m.modified()?,
+                            size: m.len(),
+                        });
                     }
                 }
             }
@@ -506,7 +464,7 @@ impl BlobStore {
         Ok(out)
     }
 
-    pub fn delete_blob(&self, d: &Digest) -> std::io::Result<()> {
+    async fn delete_blob(&self, d: &Digest) -> std::io::Result<()> {
         match std::fs::remove_file(self.blob_path(d)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
@@ -515,7 +473,7 @@ impl BlobStore {
 
     /// Uploads not touched since `before` (abandoned, or left by a crash): their data and
     /// their `.repo` file are removed (unless `dry_run`); how many uploads that is.
-    pub fn remove_stale_uploads(
+    async fn remove_stale_uploads(
         &self,
         before: SystemTime,
         dry_run: bool,
