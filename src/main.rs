@@ -19,7 +19,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the trust server (Notary v1 API) on one port.
-    Server(cmd::server::ServerArgs),
+    Server(Box<cmd::server::ServerArgs>),
     /// Manage trust on Docker images (what `docker trust` does, without a daemon).
     Trust(cmd::trust::TrustArgs),
     /// Push an image from an OCI layout or a `docker save` tarball to a registry (and
@@ -38,7 +38,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Server(args) => cmd::server::run(args),
+        Command::Server(args) => cmd::server::run(*args),
         Command::Trust(args) => cmd::trust::run(args),
         Command::Push(args) => cmd::image::push(args),
         Command::Pull(args) => cmd::image::pull(args),

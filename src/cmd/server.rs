@@ -75,6 +75,25 @@ enum ServerAction {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Copy this installation to another database (and blob store): trust data with
+    /// every version, the changefeed, sealed server keys, registry metadata, blobs.
+    /// Resumable (run it again after an interruption) and verified (row counts and
+    /// hashes per table, every blob's digest). Stop the servers first.
+    Migrate {
+        /// The database to copy [default: the configured one, --database].
+        #[arg(long, value_name = "URL")]
+        from: Option<String>,
+        /// The database to copy into: postgres://USER@HOST/DATABASE or sqlite://DIR.
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// The blob store to copy [default: the configured one, --blobs].
+        #[arg(long, value_name = "URL", requires = "blobs_to")]
+        blobs_from: Option<String>,
+        /// The blob store to copy into: s3://BUCKET/PREFIX or file://PATH (settings of
+        /// `[storage.s3]` or AWS_*). Without it, blobs are not copied.
+        #[arg(long, value_name = "URL")]
+        blobs_to: Option<String>,
+    },
     /// Manage the users of builtin auth (the `[auth] htpasswd` file, else
     /// `<data-dir>/auth/htpasswd`). A running server picks the change up.
     #[command(subcommand)]
@@ -142,6 +161,12 @@ pub fn run(args: ServerArgs) -> Result<(), String> {
     protect_process();
     match args.action {
         Some(ServerAction::Gc { grace, dry_run }) => return gc(&config, grace, dry_run),
+        Some(ServerAction::Migrate {
+            from,
+            to,
+            blobs_from,
+            blobs_to,
+        }) => return migrate(&config, from, to, blobs_from, blobs_to),
         Some(ServerAction::User(action)) => return user(&config, action),
         None => {}
     }
@@ -260,6 +285,42 @@ fn gc(config: &ServerConfig, grace: std::time::Duration, dry_run: bool) -> Resul
         "{verb} {} blobs ({} bytes); kept {} referenced and {} younger than the grace period; {removed} {} abandoned uploads",
         r.deleted, r.bytes_freed, r.kept, r.young, r.uploads_removed
     );
+    Ok(())
+}
+
+fn migrate(
+    config: &ServerConfig,
+    from: Option<String>,
+    to: String,
+    blobs_from: Option<String>,
+    blobs_to: Option<String>,
+) -> Result<(), String> {
+    use server::db::Database;
+    use server::oci::blobs::BlobLocation;
+    let from = match from {
+        Some(u) => Database::parse(&u).map_err(|e| e.to_string())?,
+        None => config.database(),
+    };
+    let to = Database::parse(&to).map_err(|e| e.to_string())?;
+    let blobs = match blobs_to {
+        Some(dst) => {
+            let src = match blobs_from {
+                Some(u) => config.with_s3(BlobLocation::parse(&u)?),
+                None => config.blobs(),
+            };
+            Some((src, config.with_s3(BlobLocation::parse(&dst)?)))
+        }
+        None => None,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("runtime: {e}"))?;
+    let blobs_shown = blobs.as_ref().map(|(a, b)| format!(", blobs {a} to {b}"));
+    eprintln!("copying {from} to {to}{}", blobs_shown.unwrap_or_default());
+    let report = rt.block_on(server::migrate(config, &from, &to, blobs))?;
+    println!("{report}");
     Ok(())
 }
 

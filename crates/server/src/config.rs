@@ -316,10 +316,19 @@ impl ServerConfig {
     /// The blob store this server uses, with `[storage.s3]` applied.
     pub fn blobs(&self) -> crate::oci::blobs::BlobLocation {
         use crate::oci::blobs::BlobLocation;
-        let mut loc = self
+        let loc = self
             .blobs
             .clone()
             .unwrap_or_else(|| BlobLocation::File(self.data_dir.join("registry")));
+        self.with_s3(loc)
+    }
+
+    /// `loc` with the `[storage.s3]` settings applied when it is an `s3://` location.
+    pub fn with_s3(
+        &self,
+        mut loc: crate::oci::blobs::BlobLocation,
+    ) -> crate::oci::blobs::BlobLocation {
+        use crate::oci::blobs::BlobLocation;
         if let (BlobLocation::S3(s), Some(f)) = (&mut loc, &self.s3) {
             s.endpoint = f.endpoint.clone().or(s.endpoint.take());
             s.region = f.region.clone().or(s.region.take());

@@ -116,6 +116,56 @@ pub async fn collect_garbage(
     Ok(oci::gc::collect(&registry, grace, dry_run).await?)
 }
 
+/// `notarium server migrate`: copy an installation's metadata from `from` to `to`, and
+/// its blobs from `blobs_from` to `blobs_to` when both are given; resumable, verified.
+/// A SQLite end is locked like a data directory (no server may run on it meanwhile).
+pub async fn migrate(
+    config: &ServerConfig,
+    from: &db::Database,
+    to: &db::Database,
+    blobs: Option<(oci::blobs::BlobLocation, oci::blobs::BlobLocation)>,
+) -> Result<db::copy::CopyReport, String> {
+    let mut _locks = Vec::new();
+    for d in [from, to] {
+        if let db::Database::Sqlite(dir) = d {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            _locks.push(lock_data_dir(dir).map_err(|e| e.to_string())?);
+        }
+    }
+    let mut report = db::copy::copy_metadata(from, to)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some((src, dst)) = blobs {
+        if src == dst {
+            return Err(format!("the blob source and target are the same: {src}"));
+        }
+        let clock: Arc<dyn Clock> = Arc::new(tuf::SystemClock);
+        // Upload sessions of the copy live in the target's database.
+        let stores = db::open(to, clock.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        let budget = Arc::new(budget::MemoryBudget::new(
+            256 << 20,
+            Duration::from_secs(30),
+        ));
+        let limits = oci::blobs::UploadLimits {
+            max_blob_bytes: u64::MAX,
+            ..oci::blobs::UploadLimits::from(&config.limits)
+        };
+        let open = |loc: oci::blobs::BlobLocation| {
+            let (meta, budget, clock) = (stores.registry.clone(), budget.clone(), clock.clone());
+            async move {
+                oci::blobs::open(&loc, meta, limits, budget, clock)
+                    .await
+                    .map_err(|e| format!("{loc}: {e}"))
+            }
+        };
+        let (src, dst) = (open(src).await?, open(dst).await?);
+        report.blobs = Some(oci::blobs::copy_all(&*src, &*dst).await?);
+    }
+    Ok(report)
+}
+
 /// Everything a request handler needs.
 pub struct App {
     pub trust: trust::TrustService,

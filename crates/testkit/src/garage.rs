@@ -245,24 +245,34 @@ impl Garage {
             .strip_prefix(&format!("s3://{BUCKET}/"))
             .unwrap_or_default()
             .to_owned();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        rt.block_on(async {
-            use futures_util::StreamExt as _;
-            use object_store::ObjectStore as _;
-            let store = object_store::aws::AmazonS3Builder::new()
-                .with_endpoint(&self.endpoint)
-                .with_allow_http(true)
-                .with_region(REGION)
-                .with_bucket_name(BUCKET)
-                .with_access_key_id(&self.key_id)
-                .with_secret_access_key(&self.secret)
+        let (endpoint, key_id, secret) = (
+            self.endpoint.clone(),
+            self.key_id.clone(),
+            self.secret.clone(),
+        );
+        // Its own thread: the caller may be inside a runtime already.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
                 .build()
-                .expect("an S3 client");
-            let path = object_store::path::Path::from(prefix);
-            store.list(Some(&path)).count().await
+                .expect("a runtime");
+            rt.block_on(async {
+                use futures_util::StreamExt as _;
+                use object_store::ObjectStore as _;
+                let store = object_store::aws::AmazonS3Builder::new()
+                    .with_endpoint(&endpoint)
+                    .with_allow_http(true)
+                    .with_region(REGION)
+                    .with_bucket_name(BUCKET)
+                    .with_access_key_id(&key_id)
+                    .with_secret_access_key(&secret)
+                    .build()
+                    .expect("an S3 client");
+                let path = object_store::path::Path::from(prefix);
+                store.list(Some(&path)).count().await
+            })
         })
+        .join()
+        .expect("listing the bucket")
     }
 }

@@ -7,6 +7,7 @@
 //! * `postgres://USER@HOST:PORT/DB?...`: one PostgreSQL database shared by any number of
 //!   `notarium server` processes; the database has the last word on every version.
 
+pub mod copy;
 pub mod postgres;
 pub mod sqlite;
 

@@ -227,3 +227,78 @@ fn new_upload_id() -> std::io::Result<String> {
     aws_lc_rs::rand::fill(&mut rnd).map_err(io_other)?;
     Ok(hex::encode(rnd))
 }
+
+/// Copy every blob of `from` into `to` (`notarium server migrate`): each is streamed
+/// through an upload of the target, so its digest is checked before it exists there; a
+/// blob the target holds already with the same size is skipped. Then every blob of the
+/// target is read back and hashed. Returns (blobs, copied now, already there, bytes
+/// copied now).
+pub async fn copy_all(
+    from: &dyn BlobStore,
+    to: &dyn BlobStore,
+) -> Result<(u64, u64, u64, u64), String> {
+    use futures_util::StreamExt as _;
+    let blobs = from
+        .list_blobs()
+        .await
+        .map_err(|e| format!("listing {}: {e}", from.location()))?;
+    let (mut new, mut had, mut bytes) = (0u64, 0u64, 0u64);
+    for b in &blobs {
+        let d = &b.digest;
+        if to.stat(d).await.map_err(|e| e.to_string())? == Some(b.size) {
+            had += 1;
+            continue;
+        }
+        let body = if b.size == 0 {
+            Body::empty()
+        } else {
+            let stream = from
+                .read(d, 0, b.size)
+                .await
+                .map_err(|e| format!("reading {d}: {e}"))?
+                .ok_or_else(|| format!("{d} vanished from {}", from.location()))?;
+            Body::from_stream(stream)
+        };
+        let up = to
+            .start("notarium-migrate")
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut up = up.lock().await;
+        if let Err(e) = to.append(&mut up, body).await {
+            to.discard(&up.id).await;
+            return Err(format!("copying {d}: {e}"));
+        }
+        to.finish(&mut up, d)
+            .await
+            .map_err(|e| format!("copying {d}: {e}"))?;
+        new += 1;
+        bytes += b.size;
+    }
+    // Read back: every blob of the source is in the target, whole, under its digest.
+    for b in &blobs {
+        let d = &b.digest;
+        let size = to.stat(d).await.map_err(|e| e.to_string())?;
+        if size != Some(b.size) {
+            return Err(format!(
+                "{d}: {} bytes in the source, {size:?} in the target",
+                b.size
+            ));
+        }
+        let mut h = Hasher::new(d.algorithm());
+        if b.size > 0 {
+            let mut s = to
+                .read(d, 0, b.size)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("{d} is not in {}", to.location()))?;
+            while let Some(chunk) = s.next().await {
+                h.update(&chunk.map_err(|e| e.to_string())?);
+            }
+        }
+        let actual = h.finish();
+        if &actual != d {
+            return Err(format!("{d} reads back from the target as {actual}"));
+        }
+    }
+    Ok((blobs.len() as u64, new, had, bytes))
+}
