@@ -92,6 +92,40 @@ fn base_health_metrics_and_not_found() {
 }
 
 #[test]
+fn health_names_a_blob_store_that_does_not_answer() {
+    // An S3 endpoint nothing listens on: the server starts, health says what fails.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let s = TestServer::start_with(Options {
+        configure: Box::new(move |c| {
+            c.blobs = Some(
+                notarium_server::oci::blobs::BlobLocation::parse("s3://nowhere/blobs").unwrap(),
+            );
+            c.s3 = Some(notarium_server::config::S3File {
+                endpoint: Some(format!("http://127.0.0.1:{port}")),
+                region: Some("garage".into()),
+                access_key_id: Some("GKnobody".into()),
+                secret_access_key: Some("not-a-secret".into()),
+            });
+        }),
+        ..Default::default()
+    });
+    let a = s.get("/healthz");
+    assert_eq!(a.status, 503, "{}", a.text());
+    let why = a.json()["Blob store operational"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(why.starts_with("s3://nowhere/blobs at http://127.0.0.1:"), "{why}");
+    assert!(!a.text().contains("not-a-secret"), "{}", a.text());
+    // Trust data does not need the blob store: it is still served.
+    assert_eq!(s.get("/v2/").status, 200);
+}
+
+#[test]
 fn cache_headers_and_last_modified() {
     let s = TestServer::start();
     TestRepo::new(&s, GUN).publish_init(&s);
