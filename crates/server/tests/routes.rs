@@ -119,7 +119,10 @@ fn health_names_a_blob_store_that_does_not_answer() {
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    assert!(why.starts_with("s3://nowhere/blobs at http://127.0.0.1:"), "{why}");
+    assert!(
+        why.starts_with("s3://nowhere/blobs at http://127.0.0.1:"),
+        "{why}"
+    );
     assert!(!a.text().contains("not-a-secret"), "{}", a.text());
     // Trust data does not need the blob store: it is still served.
     assert_eq!(s.get("/v2/").status, 200);
