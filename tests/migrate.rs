@@ -71,6 +71,14 @@ fn user(dir: &Path, server: &TestServer, name: &str) -> Docker {
 }
 
 fn migrate(data: &Path, args: &[&str]) -> String {
+    let (ok, out, err) = try_migrate(data, args);
+    assert!(ok, "migrate {args:?}:\n{out}\n{err}");
+    eprintln!("{err}{out}");
+    out
+}
+
+/// Whether it succeeded, standard output, standard error.
+fn try_migrate(data: &Path, args: &[&str]) -> (bool, String, String) {
     let mut c = Command::new(BIN);
     c.args(["server", "migrate", "--data-dir"])
         .arg(data)
@@ -79,13 +87,11 @@ fn migrate(data: &Path, args: &[&str]) -> String {
         c.env(k, v);
     }
     let o = c.output().unwrap();
-    let (out, err) = (
+    (
+        o.status.success(),
         String::from_utf8_lossy(&o.stdout).into_owned(),
         String::from_utf8_lossy(&o.stderr).into_owned(),
-    );
-    assert!(o.status.success(), "migrate {args:?}:\n{out}\n{err}");
-    eprintln!("{err}{out}");
-    out
+    )
 }
 
 fn line<'a>(report: &'a str, table: &str) -> &'a str {
@@ -222,6 +228,18 @@ fn an_embedded_installation_moves_to_postgres_and_s3_and_reads_the_same() {
     for l in report.lines() {
         assert!(l.contains("(0 copied now"), "{l}");
     }
+    // A target whose rows differ from the source's (another installation's) is refused.
+    let tag = psql("SELECT digest FROM tags WHERE tag = 'v1' AND repo LIKE '%app2'");
+    psql("UPDATE tags SET digest = 'sha256:00' WHERE tag = 'v1' AND repo LIKE '%app2'");
+    let (ok, _, err) = try_migrate(&data, &["--from", &from, "--to", &db.url()]);
+    assert!(!ok, "a differing target passed verification");
+    assert!(
+        err.contains("verification failed: tags: the source has 5 rows, the target 5 with different contents"),
+        "{err}"
+    );
+    psql(&format!(
+        "UPDATE tags SET digest = '{tag}' WHERE tag = 'v1' AND repo LIKE '%app2'"
+    ));
 
     // The server on the new backends (same data directory for its TLS files, same port).
     let url = db.url();

@@ -243,10 +243,18 @@ trait Tables: Send + Sync {
     async fn finish(&self) -> Result<(), String>;
 }
 
-fn key_list(t: &Table, collate: &str) -> String {
+fn key_list(t: &Table) -> String {
     t.columns[..t.key]
         .iter()
-        .map(|(c, _)| format!("{c}{collate}"))
+        .map(|(c, _)| *c)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `?1, ?2, …` (SQLite) or `$1, $2, …` (PostgreSQL): `n` placeholders.
+fn placeholders(n: usize, sigil: char) -> String {
+    (1..=n)
+        .map(|i| format!("{sigil}{i}"))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -259,16 +267,30 @@ fn column_list(t: &Table) -> String {
         .join(", ")
 }
 
+/// The two database files of a SQLite installation, each opened once.
 struct SqliteTables {
     dir: std::path::PathBuf,
+    conns: std::sync::Mutex<std::collections::HashMap<&'static str, rusqlite::Connection>>,
 }
 
 impl SqliteTables {
-    fn conn(&self, t: &Table) -> Result<rusqlite::Connection, String> {
-        let c = rusqlite::Connection::open(self.dir.join(t.file)).map_err(|e| e.to_string())?;
-        c.execute_batch("PRAGMA busy_timeout=5000; PRAGMA synchronous=FULL;")
-            .map_err(|e| e.to_string())?;
-        Ok(c)
+    fn with_conn<T>(
+        &self,
+        t: &Table,
+        f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, String>,
+    ) -> Result<T, String> {
+        let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        let c = match conns.entry(t.file) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let c =
+                    rusqlite::Connection::open(self.dir.join(t.file)).map_err(|e| e.to_string())?;
+                c.execute_batch("PRAGMA busy_timeout=5000; PRAGMA synchronous=FULL;")
+                    .map_err(|e| e.to_string())?;
+                e.insert(c)
+            }
+        };
+        f(c)
     }
 }
 
@@ -289,63 +311,61 @@ impl Tables for SqliteTables {
         after: Option<&[Value]>,
         limit: usize,
     ) -> Result<Vec<Vec<Value>>, String> {
-        let c = self.conn(t)?;
-        let keys = key_list(t, "");
+        let keys = key_list(t);
         let mut sql = format!("SELECT {} FROM {}", column_list(t), t.name);
         let mut params: Vec<rusqlite::types::Value> = Vec::new();
         if let Some(after) = after {
-            let marks = (1..=t.key).map(|i| format!("?{i}")).collect::<Vec<_>>();
-            let _ = write!(sql, " WHERE ({keys}) > ({})", marks.join(", "));
+            let _ = write!(sql, " WHERE ({keys}) > ({})", placeholders(t.key, '?'));
             params.extend(after.iter().map(sqlite_value));
         }
         let _ = write!(sql, " ORDER BY {keys} LIMIT {limit}");
-        let mut st = c.prepare(&sql).map_err(|e| e.to_string())?;
-        let rows = st
-            .query_map(rusqlite::params_from_iter(params), |r| {
-                let mut row = Vec::with_capacity(t.columns.len());
-                for (i, (_, kind)) in t.columns.iter().enumerate() {
-                    row.push(match (r.get_ref(i)?, kind) {
-                        (ValueRef::Null, _) => Value::Null,
-                        (ValueRef::Integer(n), _) => Value::Int(n),
-                        (ValueRef::Text(s), Kind::Bytes) | (ValueRef::Blob(s), Kind::Bytes) => {
-                            Value::Bytes(s.to_vec())
-                        }
-                        (ValueRef::Text(s), _) | (ValueRef::Blob(s), _) => {
-                            Value::Text(String::from_utf8_lossy(s).into_owned())
-                        }
-                        (ValueRef::Real(f), _) => Value::Int(f as i64),
-                    });
-                }
-                Ok(row)
-            })
-            .map_err(|e| e.to_string())?;
-        rows.collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())
+        self.with_conn(t, |c| {
+            let mut st = c.prepare(&sql).map_err(|e| e.to_string())?;
+            let rows = st
+                .query_map(rusqlite::params_from_iter(params), |r| {
+                    let mut row = Vec::with_capacity(t.columns.len());
+                    for (i, (_, kind)) in t.columns.iter().enumerate() {
+                        row.push(match (r.get_ref(i)?, kind) {
+                            (ValueRef::Null, _) => Value::Null,
+                            (ValueRef::Integer(n), _) => Value::Int(n),
+                            (ValueRef::Text(s), Kind::Bytes) | (ValueRef::Blob(s), Kind::Bytes) => {
+                                Value::Bytes(s.to_vec())
+                            }
+                            (ValueRef::Text(s), _) | (ValueRef::Blob(s), _) => {
+                                Value::Text(String::from_utf8_lossy(s).into_owned())
+                            }
+                            (ValueRef::Real(f), _) => Value::Int(f as i64),
+                        });
+                    }
+                    Ok(row)
+                })
+                .map_err(|e| e.to_string())?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())
+        })
     }
 
     async fn insert(&self, t: &Table, rows: &[Vec<Value>]) -> Result<u64, String> {
-        let mut c = self.conn(t)?;
-        let tx = c.transaction().map_err(|e| e.to_string())?;
-        let marks = (1..=t.columns.len())
-            .map(|i| format!("?{i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
         let sql = format!(
-            "INSERT OR IGNORE INTO {} ({}) VALUES ({marks})",
+            "INSERT OR IGNORE INTO {} ({}) VALUES ({})",
             t.name,
-            column_list(t)
+            column_list(t),
+            placeholders(t.columns.len(), '?')
         );
-        let mut n = 0;
-        {
-            let mut st = tx.prepare(&sql).map_err(|e| e.to_string())?;
-            for row in rows {
-                n += st
-                    .execute(rusqlite::params_from_iter(row.iter().map(sqlite_value)))
-                    .map_err(|e| e.to_string())? as u64;
+        self.with_conn(t, |c| {
+            let tx = c.transaction().map_err(|e| e.to_string())?;
+            let mut n = 0;
+            {
+                let mut st = tx.prepare(&sql).map_err(|e| e.to_string())?;
+                for row in rows {
+                    n += st
+                        .execute(rusqlite::params_from_iter(row.iter().map(sqlite_value)))
+                        .map_err(|e| e.to_string())? as u64;
+                }
             }
-        }
-        tx.commit().map_err(|e| e.to_string())?;
-        Ok(n)
+            tx.commit().map_err(|e| e.to_string())?;
+            Ok(n)
+        })
     }
 
     async fn finish(&self) -> Result<(), String> {
@@ -395,8 +415,7 @@ impl Tables for PgTables {
             .join(", ");
         let mut sql = format!("SELECT {} FROM {}", column_list(t), t.name);
         if after.is_some() {
-            let marks = (1..=t.key).map(|i| format!("${i}")).collect::<Vec<_>>();
-            let _ = write!(sql, " WHERE ({keys}) > ({})", marks.join(", "));
+            let _ = write!(sql, " WHERE ({keys}) > ({})", placeholders(t.key, '$'));
         }
         let _ = write!(sql, " ORDER BY {keys} LIMIT {limit}");
         let mut q = sqlx::query(&sql);
@@ -427,14 +446,11 @@ impl Tables for PgTables {
     }
 
     async fn insert(&self, t: &Table, rows: &[Vec<Value>]) -> Result<u64, String> {
-        let marks = (1..=t.columns.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
         let sql = format!(
-            "INSERT INTO {} ({}) VALUES ({marks}) ON CONFLICT DO NOTHING",
+            "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING",
             t.name,
-            column_list(t)
+            column_list(t),
+            placeholders(t.columns.len(), '$')
         );
         let mut tx = self.pool.begin().await.map_err(|e| e.to_string())?;
         let mut n = 0;
@@ -481,7 +497,10 @@ async fn tables_of(db: &Database) -> Result<Box<dyn Tables>, CopyError> {
     // Opening runs the backend's migrations: both ends have every table.
     super::open(db, Arc::new(tuf::SystemClock)).await?;
     Ok(match db {
-        Database::Sqlite(dir) => Box::new(SqliteTables { dir: dir.clone() }),
+        Database::Sqlite(dir) => Box::new(SqliteTables {
+            dir: dir.clone(),
+            conns: Default::default(),
+        }),
         Database::Postgres(url) => Box::new(PgTables {
             pool: super::postgres::connect(url).await?,
         }),
@@ -495,13 +514,15 @@ pub async fn copy_metadata(from: &Database, to: &Database) -> Result<CopyReport,
     }
     let (src, dst) = (tables_of(from).await?, tables_of(to).await?);
     let mut report = CopyReport::default();
+    // The source's rows are summarized as they are copied; the target's read back after.
+    let mut source = Vec::with_capacity(TABLES.len());
     for t in TABLES {
         let err = |db: &Database, message: String| CopyError::Table {
             db: db.to_string(),
             table: t.name,
             message,
         };
-        let (mut after, mut total, mut new) = (None::<Vec<Value>>, 0u64, 0u64);
+        let (mut after, mut new, mut summary) = (None::<Vec<Value>>, 0u64, Summary::default());
         loop {
             let rows = src
                 .page(t, after.as_deref(), PAGE)
@@ -511,40 +532,32 @@ pub async fn copy_metadata(from: &Database, to: &Database) -> Result<CopyReport,
                 break;
             }
             new += dst.insert(t, &rows).await.map_err(|e| err(to, e))?;
-            total += rows.len() as u64;
+            rows.iter().for_each(|r| summary.add(r));
             after = rows.last().map(|r| r[..t.key].to_vec());
         }
-        report.tables.push((t.name, total, new, total - new));
+        report
+            .tables
+            .push((t.name, summary.rows, new, summary.rows - new));
+        source.push(summary);
     }
     dst.finish().await.map_err(|e| CopyError::Table {
         db: to.to_string(),
         table: "repositories",
         message: e,
     })?;
-    for t in TABLES {
-        let (a, b) = (
-            summarize(&*src, t).await.map_err(|e| CopyError::Table {
-                db: from.to_string(),
-                table: t.name,
-                message: e,
-            })?,
-            summarize(&*dst, t).await.map_err(|e| CopyError::Table {
-                db: to.to_string(),
-                table: t.name,
-                message: e,
-            })?,
-        );
+    for (t, a) in TABLES.iter().zip(source) {
+        let b = summarize(&*dst, t).await.map_err(|e| CopyError::Table {
+            db: to.to_string(),
+            table: t.name,
+            message: e,
+        })?;
         if a != b {
             return Err(CopyError::Mismatch(format!(
-                "{}: the source has {} rows, the target {}{}",
+                "{}: the source has {} rows, the target {}{} (was the target used by another installation?)",
                 t.name,
                 a.rows,
                 b.rows,
-                if a.rows == b.rows {
-                    " with different contents (was the target used by another installation?)"
-                } else {
-                    " (was the target used by another installation?)"
-                }
+                if a.rows == b.rows { " with different contents" } else { "" },
             )));
         }
     }

@@ -157,11 +157,6 @@ impl FsBlobs {
         self.uploads.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// How many upload sessions are open.
-    pub fn sessions(&self) -> usize {
-        self.lock_map().by_id.len()
-    }
-
     fn touch(&self, id: &str) {
         if let Some(s) = self.lock_map().by_id.get_mut(id) {
             s.touched = Instant::now();

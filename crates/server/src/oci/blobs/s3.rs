@@ -114,6 +114,9 @@ struct State {
     /// Bytes in the tail object (`size - parts * PART`).
     #[serde(default)]
     tail: u64,
+    /// The multipart upload was completed (into the data key): nothing left to abort.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    completed: bool,
 }
 
 impl State {
@@ -321,11 +324,12 @@ impl S3Blobs {
         Ok(h.finish())
     }
 
-    /// Drop a session's objects and multipart upload (its row is the caller's).
+    /// Drop a session's objects and multipart upload (its row is the caller's): the tail,
+    /// and the data key where a multipart upload (or an empty blob) was staged.
     async fn remove_session_objects(&self, r: &UploadRecord) {
         let st = State::parse(&r.state).unwrap_or_default();
         let key = self.data_key(&r.id);
-        if let Some(mp) = &st.multipart {
+        if let (Some(mp), false) = (&st.multipart, st.completed) {
             if let Err(e) = self.store.abort_multipart(&key, mp).await {
                 if !is_not_found(&e) {
                     tracing::debug!("aborting the multipart upload of {}: {e}", r.id);
@@ -335,7 +339,9 @@ impl S3Blobs {
         if st.tail > 0 {
             self.delete_quietly(&self.tail_key(&r.id, r.size)).await;
         }
-        self.delete_quietly(&key).await;
+        if st.multipart.is_some() || r.size == 0 {
+            self.delete_quietly(&key).await;
+        }
         self.lock_hashers().remove(&r.id);
     }
 }
@@ -704,6 +710,8 @@ impl S3Blobs {
                     .complete_multipart(&key, &mp, parts)
                     .await
                     .map_err(s3_error)?;
+                st.completed = true;
+                up.state = st.json();
                 key
             }
         };
@@ -711,8 +719,8 @@ impl S3Blobs {
             Some(h) if expected.algorithm() == Algorithm::Sha256 => h.finish(),
             _ => self.hash_object(&staged, expected.algorithm()).await?,
         };
+        // The staged object (tail or data key) is removed by `finish` with the session.
         if &actual != expected {
-            self.delete_quietly(&staged).await;
             return Err(BlobError::DigestMismatch {
                 expected: expected.to_string(),
                 actual: actual.to_string(),
@@ -722,7 +730,6 @@ impl S3Blobs {
         if self.stat(expected).await? != Some(up.size) {
             self.store.copy(&staged, &dest).await.map_err(s3_error)?;
         }
-        self.delete_quietly(&staged).await;
         Ok(up.size)
     }
 }
