@@ -627,25 +627,59 @@ async fn update(app: &App, gun: &Gun, req: Request) -> Result<Response, ApiError
     Ok(empty_ok())
 }
 
-/// A request body as a stream of its data frames. It ends on the poll after the last
-/// frame, never with it (multer 3.1 reports a complete body as incomplete when the last
-/// data and the end arrive on one poll, as they can over HTTP/2).
-fn data_stream(body: Body) -> impl futures_util::Stream<Item = Result<bytes::Bytes, axum::Error>> {
-    use http_body_util::BodyExt as _;
-    futures_util::stream::unfold(Some(body), |body| async move {
-        let mut body = body?;
-        loop {
-            match body.frame().await {
-                None => return None,
-                Some(Err(e)) => return Some((Err(e), None)),
-                Some(Ok(f)) => {
-                    if let Ok(data) = f.into_data() {
-                        return Some((Ok(data), Some(body)));
+/// A request body as the stream of its data frames that [`multer`] reads. Its end is
+/// announced only after one poll that answers `Pending` (and wakes the task at once).
+///
+/// multer 3.1, while looking for the first boundary, polls the stream a second time in
+/// the same call and, if that poll reaches the end, reports "incomplete multipart stream"
+/// without looking at the bytes it just read. That happens whenever the rest of a body
+/// (a small one: all of it) arrives between those two polls, a race that now and then
+/// turned a valid signed update into a 400 under load (seen in CI and in the benchmark). With a `Pending` before
+/// the end, the poll that brings the last bytes never also sees the end: the end comes
+/// on a later call, which looks at the whole body first.
+struct MulterBody {
+    body: Option<Body>,
+    /// The `Pending` before the end is still to come.
+    before_end: bool,
+}
+
+impl MulterBody {
+    fn new(body: Body) -> Self {
+        MulterBody {
+            body: Some(body),
+            before_end: true,
+        }
+    }
+}
+
+impl futures_util::Stream for MulterBody {
+    type Item = Result<bytes::Bytes, axum::Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use http_body::Body as _;
+        use std::task::Poll;
+        while let Some(body) = self.body.as_mut() {
+            match std::pin::Pin::new(body).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        return Poll::Ready(Some(Ok(data)));
                     }
                 }
+                Poll::Ready(None) => self.body = None,
             }
         }
-    })
+        if self.before_end {
+            self.before_end = false;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        Poll::Ready(None)
+    }
 }
 
 /// Read every part of a multipart upload: (filename, bytes). The filename is taken verbatim
@@ -679,8 +713,11 @@ async fn read_multipart(
     }
     let constraints =
         multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(limit));
-    let mut mp =
-        multer::Multipart::with_constraints(data_stream(req.into_body()), boundary, constraints);
+    let mut mp = multer::Multipart::with_constraints(
+        MulterBody::new(req.into_body()),
+        boundary,
+        constraints,
+    );
     let mut parts = Vec::new();
     loop {
         let mut field = match mp.next_field().await {
@@ -821,6 +858,88 @@ struct FeedRecord {
 
 #[cfg(test)]
 mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// A body that arrives in the given pieces, answering `Pending` (and waking) before
+    /// each piece, and before its end, where asked.
+    struct Arriving {
+        pieces: Vec<bytes::Bytes>,
+        pend: Vec<bool>,
+        next: usize,
+        pended: bool,
+    }
+
+    impl futures_util::Stream for Arriving {
+        type Item = Result<bytes::Bytes, std::io::Error>;
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            let i = self.next;
+            if self.pend[i] && !self.pended {
+                self.pended = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            self.pended = false;
+            if i == self.pieces.len() {
+                return Poll::Ready(None);
+            }
+            self.next += 1;
+            Poll::Ready(Some(Ok(self.pieces[i].clone())))
+        }
+    }
+
+    /// However a valid body is cut in two and whenever it makes the reader wait, every
+    /// part is read whole (multer alone fails when the rest of the body and its end come
+    /// in one of its calls).
+    #[tokio::test]
+    async fn a_multipart_body_is_read_whole_however_it_arrives() {
+        let boundary = "b0undary";
+        let parts: [(&str, Vec<u8>); 2] = [
+            ("root", b"{\"signed\":{}}".to_vec()),
+            ("targets/releases", vec![b'x'; 300]),
+        ];
+        let mut body = Vec::new();
+        for (name, data) in &parts {
+            body.extend_from_slice(
+                format!("--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\n\r\n").as_bytes(),
+            );
+            body.extend_from_slice(data);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        let budget = crate::budget::MemoryBudget::new(1 << 20, std::time::Duration::ZERO);
+        for cut in 1..body.len() {
+            for mask in 0..8u8 {
+                let arriving = Arriving {
+                    pieces: vec![
+                        bytes::Bytes::copy_from_slice(&body[..cut]),
+                        bytes::Bytes::copy_from_slice(&body[cut..]),
+                    ],
+                    pend: vec![mask & 1 != 0, mask & 2 != 0, mask & 4 != 0],
+                    next: 0,
+                    pended: false,
+                };
+                let req = axum::http::Request::builder()
+                    .method("POST")
+                    .header(
+                        "content-type",
+                        format!("multipart/form-data; boundary={boundary}"),
+                    )
+                    .body(axum::body::Body::from_stream(arriving))
+                    .unwrap();
+                let mut held = budget.start();
+                let got = super::read_multipart(req, 1 << 20, 1 << 20, &mut held)
+                    .await
+                    .unwrap_or_else(|e| panic!("cut at {cut}, waits {mask:03b}: {e:?}"));
+                let want: Vec<(String, Vec<u8>)> = parts
+                    .iter()
+                    .map(|(n, d)| ((*n).to_owned(), d.clone()))
+                    .collect();
+                assert_eq!(got, want, "cut at {cut}, waits {mask:03b}");
+            }
+        }
+    }
+
     #[test]
     fn rfc1123_like_go() {
         assert_eq!(super::rfc1123_utc(0), "Thu, 01 Jan 1970 00:00:00 UTC");
