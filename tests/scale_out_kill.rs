@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use notarium_testkit::garage::Garage;
-use notarium_testkit::oci::Image;
+use notarium_testkit::oci::{assert_serves, Image};
 use notarium_testkit::postgres::TestDb;
 use notarium_testkit::repo::signed_targets;
 use notarium_testkit::server::{multipart, Endpoint};
@@ -332,27 +332,7 @@ fn a_server_killed_mid_load_loses_nothing_and_the_other_keeps_answering() {
     assert_eq!(pushed.len(), PUSHERS * IMAGES_EACH);
     for ep in [&a2.endpoint, &b.endpoint] {
         for (name, image) in &pushed {
-            let r = ep
-                .client()
-                .get(format!("{}/v2/{name}/manifests/v1", ep.url))
-                .header("Accept", OCI_MANIFEST)
-                .send()
-                .unwrap();
-            assert_eq!(r.status().as_u16(), 200, "{name}");
-            assert_eq!(r.bytes().unwrap().as_ref(), image.manifest.as_slice());
-            for blob in image.blobs() {
-                let r = ep
-                    .client()
-                    .get(format!("{}/v2/{name}/blobs/{}", ep.url, blob.digest))
-                    .send()
-                    .unwrap();
-                assert_eq!(r.status().as_u16(), 200);
-                assert!(
-                    r.bytes().unwrap().as_ref() == blob.bytes.as_slice(),
-                    "{name} {} byte for byte",
-                    blob.digest
-                );
-            }
+            assert_serves(ep, name, "v1", image);
         }
     }
 

@@ -1,15 +1,19 @@
-//! Two servers on one PostgreSQL database (each with its own data directory and port):
-//! many clients send signed updates to both, alternately, to one repository and to
-//! repositories of their own. Every acknowledged update is in the version chain, versions
-//! strictly increase, conflicts get 400 `VERSION`, nothing answers 5xx, and the other
-//! server serves an update as soon as one server acknowledged it (its timestamp cache
-//! never serves an older timestamp); at the end both serve the same bytes.
+//! Two servers on one PostgreSQL database and one S3 bucket (Garage), each with its own
+//! data directory and port: many clients send signed updates to both, alternately, to
+//! one repository and to repositories of their own, while others push images whose
+//! uploads start on one server and finish on the other. Every acknowledged update is in
+//! the version chain, versions strictly increase, conflicts get 400 `VERSION`, nothing
+//! answers 5xx, and the other server serves an update or a manifest as soon as one server
+//! acknowledged it (its timestamp cache never serves an older timestamp); at the end both
+//! serve the same bytes.
 
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Barrier, Mutex};
 
+use notarium_testkit::garage::Garage;
+use notarium_testkit::oci::{assert_serves, push_image_across, Image};
 use notarium_testkit::postgres::TestDb;
 use notarium_testkit::repo::signed_targets;
 use notarium_testkit::server::Options;
@@ -23,15 +27,19 @@ const UPDATES_EACH: u64 = 10;
 const CONTENDERS: usize = 4;
 const ROUNDS: u64 = 5;
 const OWN_REPOS: usize = 4;
+const PUSHERS: usize = 2;
+const IMAGES_EACH: usize = 2;
 
 type Acked = Arc<Mutex<BTreeMap<(String, String, u64), Vec<u8>>>>;
 type Statuses = Arc<Mutex<BTreeMap<u16, usize>>>;
 
-fn server_on(db: &TestDb) -> Arc<TestServer> {
-    let url = db.url();
+fn server_on(db: &TestDb, blobs: &str) -> Arc<TestServer> {
+    let (url, blobs) = (db.url(), blobs.to_owned());
     Arc::new(TestServer::start_with(Options {
         configure: Box::new(move |c| {
-            c.database = Some(notarium_server::db::Database::parse(&url).unwrap())
+            c.database = Some(notarium_server::db::Database::parse(&url).unwrap());
+            c.blobs = Some(notarium_server::oci::blobs::BlobLocation::parse(&blobs).unwrap());
+            c.s3 = Some(Garage::shared().s3_settings());
         }),
         ..Default::default()
     }))
@@ -74,7 +82,8 @@ fn served_version(server: &TestServer, gun: &str, role: &str) -> u64 {
 #[test]
 fn two_servers_on_one_database_agree_and_lose_nothing() {
     let db = TestDb::create();
-    let servers = [server_on(&db), server_on(&db)];
+    let bucket = Garage::shared().fresh_url();
+    let servers = [server_on(&db, &bucket), server_on(&db, &bucket)];
     assert_ne!(servers[0].addr, servers[1].addr);
     let acked: Acked = Arc::new(Mutex::new(BTreeMap::new()));
     let statuses: Statuses = Arc::new(Mutex::new(BTreeMap::new()));
@@ -191,15 +200,42 @@ fn two_servers_on_one_database_agree_and_lose_nothing() {
             }
         }));
     }
+    // Registry pushes in the same load: every upload starts on one server and is
+    // completed on the other.
+    let images: Vec<(String, Image)> = (0..PUSHERS)
+        .flat_map(|p| {
+            (0..IMAGES_EACH).map(move |n| {
+                (
+                    format!("load/app{p}-{n}"),
+                    Image::new(&format!("load-{p}-{n}"), "amd64", 200_000),
+                )
+            })
+        })
+        .collect();
+    for p in 0..PUSHERS {
+        let (servers, statuses) = (servers.clone(), statuses.clone());
+        let mine: Vec<(String, Image)> = images[p * IMAGES_EACH..(p + 1) * IMAGES_EACH].to_vec();
+        threads.push(std::thread::spawn(move || {
+            for (n, (name, image)) in mine.iter().enumerate() {
+                let (a, b) = (&servers[(p + n) % 2], &servers[(p + n + 1) % 2]);
+                push_image_across(a, b, name, "v1", image, &|s| count(&statuses, s));
+            }
+        }));
+    }
     for t in threads {
         t.join().unwrap();
     }
 
     let statuses = statuses.lock().unwrap().clone();
     assert!(
-        statuses.keys().all(|s| *s == 200 || *s == 400),
+        statuses.keys().all(|s| matches!(*s, 200 | 201 | 202 | 400)),
         "statuses: {statuses:?}"
     );
+    for (name, image) in &images {
+        for s in &servers {
+            assert_serves(s, name, "v1", image);
+        }
+    }
     assert_eq!(
         winners.lock().unwrap().clone(),
         (1..=ROUNDS).map(|v| (v, 1)).collect::<BTreeMap<_, _>>(),

@@ -264,3 +264,112 @@ pub fn put_manifest(
         r.text().unwrap_or_default()
     );
 }
+
+/// Upload `data` to `name` through two servers that share one database and bucket, in
+/// three requests: started on `a`, the first half through `b`, the rest through `a`,
+/// completed on `b`. Each answer's status goes to `seen`.
+pub fn push_blob_across(
+    a: &crate::server::Endpoint,
+    b: &crate::server::Endpoint,
+    name: &str,
+    data: &[u8],
+    seen: &dyn Fn(u16),
+) {
+    let send = |rb: reqwest::blocking::RequestBuilder| {
+        let r = rb.send().unwrap();
+        seen(r.status().as_u16());
+        r
+    };
+    let digest = Digest::sha256_of(data);
+    let r = send(
+        a.client()
+            .post(format!("{}/v2/{name}/blobs/uploads/", a.url)),
+    );
+    assert_eq!(r.status().as_u16(), 202);
+    let loc = r.headers()["location"].to_str().unwrap().to_owned();
+    let half = data.len() / 2;
+    let r = send(
+        b.client()
+            .patch(format!("{}{loc}", b.url))
+            .header("Content-Range", format!("0-{}", half.max(1) - 1))
+            .header("Content-Type", "application/octet-stream")
+            .body(data[..half].to_vec()),
+    );
+    assert_eq!(r.status().as_u16(), 202, "{}", r.text().unwrap_or_default());
+    let r = send(
+        a.client()
+            .patch(format!("{}{loc}", a.url))
+            .header("Content-Type", "application/octet-stream")
+            .body(data[half..].to_vec()),
+    );
+    assert_eq!(r.status().as_u16(), 202, "{}", r.text().unwrap_or_default());
+    assert_eq!(
+        r.headers()["range"].to_str().unwrap(),
+        format!("0-{}", data.len() - 1)
+    );
+    let r = send(b.client().put(format!("{}{loc}?digest={digest}", b.url)));
+    assert_eq!(r.status().as_u16(), 201, "{}", r.text().unwrap_or_default());
+}
+
+/// Push `image` as `name:tag` across two servers (every blob as [`push_blob_across`],
+/// the manifest to `b`); right after `b` acknowledged the manifest, `a` serves it.
+pub fn push_image_across(
+    a: &crate::server::Endpoint,
+    b: &crate::server::Endpoint,
+    name: &str,
+    tag: &str,
+    image: &Image,
+    seen: &dyn Fn(u16),
+) {
+    for blob in image.blobs() {
+        push_blob_across(a, b, name, &blob.bytes, seen);
+    }
+    let r = b
+        .client()
+        .put(format!("{}/v2/{name}/manifests/{tag}", b.url))
+        .header("Content-Type", OCI_MANIFEST)
+        .body(image.manifest.clone())
+        .send()
+        .unwrap();
+    seen(r.status().as_u16());
+    assert_eq!(r.status().as_u16(), 201, "{}", r.text().unwrap_or_default());
+    let r = a
+        .client()
+        .get(format!("{}/v2/{name}/manifests/{tag}", a.url))
+        .header("Accept", OCI_MANIFEST)
+        .send()
+        .unwrap();
+    seen(r.status().as_u16());
+    assert_eq!(
+        r.status().as_u16(),
+        200,
+        "{name}:{tag} from the other server"
+    );
+    assert_eq!(r.bytes().unwrap().as_ref(), image.manifest.as_slice());
+}
+
+/// Every blob and the manifest of `image` as `name:tag` from `ep`, byte for byte.
+pub fn assert_serves(ep: &crate::server::Endpoint, name: &str, tag: &str, image: &Image) {
+    let r = ep
+        .client()
+        .get(format!("{}/v2/{name}/manifests/{tag}", ep.url))
+        .header("Accept", OCI_MANIFEST)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{name}:{tag} from {}", ep.url);
+    assert_eq!(r.bytes().unwrap().as_ref(), image.manifest.as_slice());
+    for blob in image.blobs() {
+        let r = ep
+            .client()
+            .get(format!("{}/v2/{name}/blobs/{}", ep.url, blob.digest))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{name} {}", blob.digest);
+        assert!(
+            r.bytes().unwrap().as_ref() == blob.bytes.as_slice(),
+            "{name} {} byte for byte from {}",
+            blob.digest,
+            ep.url
+        );
+    }
+}
