@@ -1,6 +1,7 @@
 //! Two `notarium server` processes on one PostgreSQL database and one S3 bucket (Garage);
-//! one is killed with SIGKILL in the middle of a load of signed updates and registry
-//! pushes to both, and started again. No acknowledged update is lost, none is half-written
+//! one is killed with SIGKILL in the middle of a load of signed updates (to one shared
+//! repository and to repositories of their own) and registry pushes to both, and started
+//! again. No acknowledged update is lost, none is half-written
 //! (the final snapshot and timestamp name every role's last version, versions have no
 //! gaps), an upload cut by the kill goes on on the other server from where the database
 //! says it stands, every acknowledged image is served byte for byte by both servers,
@@ -29,6 +30,8 @@ use tuf::{RoleName, Snapshot, Timestamp};
 const GUN: &str = "registry.example.com/killed/repo";
 const WRITERS: usize = 4;
 const UPDATES_EACH: u64 = 40;
+/// Writers of repositories of their own (each made on one server).
+const OWN_REPOS: usize = 2;
 const PUSHERS: usize = 2;
 const IMAGES_EACH: usize = 3;
 /// Bytes per PATCH: a layer of 9 MiB crosses the 8 MiB part size of the S3 store.
@@ -132,19 +135,19 @@ impl Load {
 
     /// Until version `v` of `role` is in: 400 after a lost answer means the first try
     /// landed (the same bytes are served).
-    fn update(&self, turn: &mut usize, role: &str, v: u64, bytes: &[u8]) {
-        let what = format!("{role} v{v}");
+    fn update(&self, turn: &mut usize, gun: &str, role: &str, v: u64, bytes: &[u8]) {
+        let what = format!("{gun} {role} v{v}");
         let (content_type, body) = multipart(&[(role, bytes)]);
         let (ep, r, tried) = self.send(turn, &what, |ep| {
             ep.client()
-                .post(format!("{}/v2/{GUN}/_trust/tuf/", ep.url))
+                .post(format!("{}/v2/{gun}/_trust/tuf/", ep.url))
                 .header("content-type", content_type.as_str())
                 .body(body.clone())
         });
         match r.status().as_u16() {
             200 => {}
             400 if tried => {
-                let got = ep.get_file(GUN, &format!("{v}.{role}.json"));
+                let got = ep.get_file(gun, &format!("{v}.{role}.json"));
                 assert_eq!(got.body, bytes, "{what} landed as sent");
             }
             s => panic!("{what} on {}: {s} {}", ep.url, r.text().unwrap_or_default()),
@@ -279,8 +282,31 @@ fn a_server_killed_mid_load_loses_nothing_and_the_other_keeps_answering() {
             let mut turn = w;
             for v in 1..=UPDATES_EACH {
                 let bytes = signed_targets(&role, v, &format!("w{w}-{v}"), &key, now);
-                load.update(&mut turn, &role, v, &bytes);
+                load.update(&mut turn, GUN, &role, v, &bytes);
                 acked.lock().unwrap().insert((role.clone(), v), bytes);
+            }
+        }));
+    }
+    let own_acked = Arc::new(Mutex::new(BTreeMap::<(String, u64), Vec<u8>>::new()));
+    for r in 0..OWN_REPOS {
+        let gun = format!("registry.example.com/killed/own{r}");
+        let made_on = if r == 0 { &a.endpoint } else { &b.endpoint };
+        let mut own = TestRepo::new(made_on, &gun);
+        own.publish_init(made_on);
+        let (load, own_acked) = (load.clone(), own_acked.clone());
+        threads.push(std::thread::spawn(move || {
+            let mut turn = r;
+            for v in 2..=UPDATES_EACH {
+                let bytes = own.edit_targets(|t| {
+                    tuf::edit::add_target(
+                        t,
+                        tuf::TargetName::new(&format!("v{v}")).unwrap(),
+                        tuf::edit::docker_target(notarium_testkit::repo::digest(&gun), 1),
+                    )
+                    .unwrap();
+                });
+                load.update(&mut turn, &gun, "targets", v, &bytes);
+                own_acked.lock().unwrap().insert((gun.clone(), v), bytes);
             }
         }));
     }
@@ -333,6 +359,20 @@ fn a_server_killed_mid_load_loses_nothing_and_the_other_keeps_answering() {
     for ep in [&a2.endpoint, &b.endpoint] {
         for (name, image) in &pushed {
             assert_serves(ep, name, "v1", image);
+        }
+    }
+
+    // The repositories of their own: every version, from both servers.
+    let own_acked = own_acked.lock().unwrap().clone();
+    assert_eq!(own_acked.len(), OWN_REPOS * (UPDATES_EACH as usize - 1));
+    for ep in [&a2.endpoint, &b.endpoint] {
+        for ((gun, v), bytes) in &own_acked {
+            assert_eq!(&ep.get_file(gun, &format!("{v}.targets.json")).body, bytes);
+        }
+        for r in 0..OWN_REPOS {
+            let gun = format!("registry.example.com/killed/own{r}");
+            let current = ep.get_file(&gun, "targets.json").body;
+            assert_eq!(current, own_acked[&(gun, UPDATES_EACH)]);
         }
     }
 
