@@ -8,6 +8,11 @@
 //!
 //! Run: `cargo bench --bench registry` (needs skopeo and docker-registry; ~22 GiB of
 //! temporary disk). `BENCH_SIZE_MB=1024` and `BENCH_SKOPEO_MB=512` change the sizes.
+//!
+//! `BENCH_ONLY=s3`: the same `notarium push`/`pull` of one blob (`BENCH_SIZE_MB`, default
+//! 512) with the blobs on the filesystem and in S3 (a single-node Garage on this machine,
+//! started by the bench), and with two servers on one PostgreSQL database and one bucket
+//! (pushed to one, pulled from the other).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -97,7 +102,105 @@ fn sha256_speed() -> f64 {
     (512.0 / 1024.0) / t.elapsed().as_secs_f64()
 }
 
+/// `BENCH_ONLY=s3`: push/pull throughput with the blobs on the filesystem and in S3.
+fn s3_throughput() {
+    let mb: usize = std::env::var("BENCH_SIZE_MB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(512);
+    let tmp = tempfile::tempdir().unwrap();
+    let garage = notarium_testkit::garage::Garage::shared();
+    let db = notarium_testkit::postgres::TestDb::create();
+    let s3 = garage.s3_settings();
+    let s3_config = |bucket: String| {
+        let s3 = s3.clone();
+        move |dir: &Path| {
+            std::fs::write(
+                dir.join("notarium.toml"),
+                format!(
+                    "[storage]\nblobs = \"{bucket}\"\n[storage.s3]\nendpoint = \"{}\"\nregion = \"{}\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+                    s3.endpoint.unwrap(),
+                    s3.region.unwrap(),
+                    s3.access_key_id.unwrap(),
+                    s3.secret_access_key.unwrap()
+                ),
+            )
+            .unwrap();
+        }
+    };
+    let src = tmp.path().join("src");
+    big_layout(&src, mb);
+    let gb = mb as f64 / 1024.0 * 1.073_741_824;
+    let docker_config = tmp.path().join("docker");
+    let trust_ca = |server: &common::Server| {
+        let host = server.url.trim_start_matches("https://").to_owned();
+        std::fs::create_dir_all(docker_config.join("tls").join(&host)).unwrap();
+        std::fs::copy(
+            &server.ca,
+            docker_config.join("tls").join(&host).join("ca.crt"),
+        )
+        .unwrap();
+        host
+    };
+    let out = tmp.path().join("out");
+    let push_pull = |to: &common::Server, from: &common::Server, repo: &str| {
+        let (to_host, from_host) = (trust_ca(to), trust_ca(from));
+        let push = run(Command::new(BIN)
+            .args(["push", "--disable-content-trust"])
+            .arg(&src)
+            .arg(format!("{to_host}/{repo}:v1"))
+            .env("DOCKER_CONFIG", &docker_config));
+        let pull = run(Command::new(BIN)
+            .args([
+                "pull",
+                "--disable-content-trust",
+                &format!("{from_host}/{repo}:v1"),
+            ])
+            .arg(&out)
+            .env("DOCKER_CONFIG", &docker_config));
+        std::fs::remove_dir_all(&out).unwrap();
+        (
+            push,
+            pull,
+            memory(to.child.id()).1,
+            memory(from.child.id()).1,
+        )
+    };
+    println!("| {mb} MiB blob, notarium push then pull over TLS | push | pull | server peak RSS (push, pull) |");
+    println!("|---|---:|---:|---|");
+    let row = |name: &str, (push, pull, m1, m2): (f64, f64, f64, f64)| {
+        println!(
+            "| {name} | {push:.2} s, {:.2} GB/s | {pull:.2} s, {:.2} GB/s | {m1:.1} MB, {m2:.1} MB |",
+            gb / push,
+            gb / pull
+        );
+    };
+    let fs = start_server();
+    row(
+        "filesystem (default), 1 server",
+        push_pull(&fs, &fs, "bench/fs"),
+    );
+    drop(fs);
+    let config = ["--config", "notarium.toml"];
+    let one = common::start_server_with(&config, "warn", s3_config(garage.fresh_url()));
+    row("S3 (Garage), 1 server", push_pull(&one, &one, "bench/s3"));
+    drop(one);
+    let bucket = garage.fresh_url();
+    let url = db.url();
+    let args = ["--config", "notarium.toml", "--database", &url];
+    let a = common::start_server_with(&args, "warn", s3_config(bucket.clone()));
+    let b = common::start_server_with(&args, "warn", s3_config(bucket));
+    row(
+        "S3 (Garage) + PostgreSQL, 2 servers: pushed to one, pulled from the other",
+        push_pull(&a, &b, "bench/two"),
+    );
+    drop((a, b, db));
+}
+
 fn main() {
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("s3") {
+        return s3_throughput();
+    }
     let mb: usize = std::env::var("BENCH_SIZE_MB")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -87,13 +87,16 @@ fn uploads(r: &mut TestRepo, writers: usize, per_writer: u64) -> Vec<Vec<Vec<u8>
 /// Run each job (a writer's uploads) in its own thread; a writer's uploads go to the
 /// servers in turn. Updates per second, all writers together.
 fn run_writers(eps: &[Endpoint], jobs: Vec<(String, usize, Vec<Vec<u8>>)>) -> f64 {
-    drive(eps, jobs, |w| format!("targets/w{w}"))
+    drive(eps, jobs, |w| format!("targets/w{w}"), true)
 }
 
+/// `alternate`: a writer's uploads go to the servers in turn; else writer `w` keeps to
+/// server `w % servers` (as behind a load balancer with affinity).
 fn drive(
     eps: &[Endpoint],
     jobs: Vec<(String, usize, Vec<Vec<u8>>)>,
     role_of: fn(usize) -> String,
+    alternate: bool,
 ) -> f64 {
     let total: usize = jobs.iter().map(|j| j.2.len()).sum();
     let start = Instant::now();
@@ -104,7 +107,7 @@ fn drive(
             std::thread::spawn(move || {
                 let role = role_of(w);
                 for (i, u) in ups.into_iter().enumerate() {
-                    let ep = &eps[(i + w) % eps.len()];
+                    let ep = &eps[if alternate { i + w } else { w } % eps.len()];
                     let a = ep.post_parts(&gun, &[(&role, &u)]);
                     assert_eq!(a.status, 200, "{}", a.text());
                 }
@@ -173,17 +176,23 @@ fn postgres_one_and_two() {
             })
             .collect()
     };
-    let rows: [(&str, Vec<&Endpoint>); 3] = [
-        ("SQLite (default), 1 server", vec![&sqlite.endpoint]),
-        ("PostgreSQL, 1 server", vec![&a.endpoint]),
+    let rows: [(&str, Vec<&Endpoint>, bool); 4] = [
+        ("SQLite (default), 1 server", vec![&sqlite.endpoint], true),
+        ("PostgreSQL, 1 server", vec![&a.endpoint], true),
         (
             "PostgreSQL, 2 servers (each writer alternates)",
             vec![&a.endpoint, &b.endpoint],
+            true,
+        ),
+        (
+            "PostgreSQL, 2 servers (each writer keeps to one)",
+            vec![&a.endpoint, &b.endpoint],
+            false,
         ),
     ];
-    for (n, (name, eps)) in rows.iter().enumerate() {
+    for (n, (name, eps, alternate)) in rows.iter().enumerate() {
         let owned: Vec<Endpoint> = eps.iter().map(|e| (*e).clone()).collect();
-        let one = run_writers(
+        let one = drive(
             &owned,
             writer_jobs(
                 eps[0],
@@ -191,6 +200,8 @@ fn postgres_one_and_two() {
                 4,
                 250,
             ),
+            |w| format!("targets/w{w}"),
+            *alternate,
         );
         let jobs = many(eps[0], &format!("pg-many{n}-"));
         // Each writer of its own repository: writer index spreads them over the servers.
@@ -199,7 +210,7 @@ fn postgres_one_and_two() {
             .enumerate()
             .map(|(i, (g, _, u))| (g, i, u))
             .collect();
-        let many_s = run_writers_roles(&owned, jobs);
+        let many_s = run_writers_roles(&owned, jobs, *alternate);
         let reads = read(eps, &format!("registry.example.com/bench/pg-one{n}"));
         println!("| {name} | {one:.0}/s | {many_s:.0}/s | {reads:.0} req/s |");
     }
@@ -209,8 +220,12 @@ fn postgres_one_and_two() {
 
 /// As [`run_writers`], for jobs whose writer is always `targets/w0` of its own repository
 /// (the index only chooses the first server).
-fn run_writers_roles(eps: &[Endpoint], jobs: Vec<(String, usize, Vec<Vec<u8>>)>) -> f64 {
-    drive(eps, jobs, |_| "targets/w0".into())
+fn run_writers_roles(
+    eps: &[Endpoint],
+    jobs: Vec<(String, usize, Vec<Vec<u8>>)>,
+    alternate: bool,
+) -> f64 {
+    drive(eps, jobs, |_| "targets/w0".into(), alternate)
 }
 
 fn main() {

@@ -258,24 +258,54 @@ impl TrustService {
                 }
             }
         }
+        // What the state lacks, in one read: everything when it was not cached (or is
+        // stale), else the targets roles of this update it has not loaded yet.
+        let needed = Stored::roles_needed(roles);
+        let missing: Vec<RoleName> = match &cached {
+            None => needed,
+            Some(st) => needed
+                .into_iter()
+                .filter(|r| r.is_targets_like() && !st.stored.targets.contains_key(r))
+                .collect(),
+        };
+        let mut files = if missing.is_empty() {
+            Vec::new()
+        } else {
+            self.storage
+                .current_many(gun, &missing)
+                .await
+                .map_err(storage_err(Code::Unknown))?
+        };
+        let mut take = |role: &RoleName| {
+            files
+                .iter()
+                .position(|(r, _)| r == role)
+                .map(|i| files.swap_remove(i).1)
+        };
         let mut st = match cached {
             Some(st) => st,
-            None => RepoState {
-                stored: Stored::new(
-                    gun,
-                    self.current_parsed(gun, &RoleName::root()).await?,
-                    self.current_parsed(gun, &RoleName::snapshot()).await?,
-                    self.current_parsed(gun, &RoleName::timestamp()).await?,
-                    self.clock.now(),
-                )?,
-                last: None,
-            },
-        };
-        for role in Stored::roles_needed(roles) {
-            if role.is_targets_like() && !st.stored.targets.contains_key(&role) {
-                if let Some(m) = self.current_parsed(gun, &role).await? {
-                    st.stored.targets.insert(role, Arc::new(m));
+            None => {
+                let root = take(&RoleName::root());
+                let snapshot = take(&RoleName::snapshot());
+                let timestamp = take(&RoleName::timestamp());
+                RepoState {
+                    stored: Stored::new(
+                        gun,
+                        root.map(|f| parse_stored("root", &f)).transpose()?,
+                        snapshot.map(|f| parse_stored("snapshot", &f)).transpose()?,
+                        timestamp
+                            .map(|f| parse_stored("timestamp", &f))
+                            .transpose()?,
+                        self.clock.now(),
+                    )?,
+                    last: None,
                 }
+            }
+        };
+        for role in missing.iter().filter(|r| r.is_targets_like()) {
+            if let Some(f) = take(role) {
+                let m = parse_stored(role.as_str(), &f)?;
+                st.stored.targets.insert(role.clone(), Arc::new(m));
             }
         }
         Ok(st)

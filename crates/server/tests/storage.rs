@@ -109,6 +109,7 @@ suite!(
     two_servers_racing_on_one_repository_land_one_update_per_base,
     a_commit_after_a_failed_one_is_skipped,
     files_by_version_and_checksum_with_the_clocks_time,
+    the_current_files_of_several_roles_in_one_read,
     the_changefeed_pages_both_ways_and_records_deletions,
     changefeed_ids_follow_commit_order_across_servers,
     server_keys_pending_keys_and_reclaim,
@@ -353,6 +354,66 @@ async fn files_by_version_and_checksum_with_the_clocks_time(b: Backend) {
         .await
         .unwrap()
         .is_none());
+}
+
+async fn the_current_files_of_several_roles_in_one_read(b: Backend) {
+    let s = b.open().await;
+    let g = gun("example.com/many");
+    publish(&s, "example.com/many", 3).await;
+    s.trust
+        .submit(commit(
+            "example.com/many",
+            Some(3),
+            vec![
+                file("targets/releases", 1, "rel1"),
+                file("targets", 1, "t1"),
+                file("timestamp", 4, "ts4"),
+            ],
+        ))
+        .await
+        .unwrap();
+    s.trust
+        .submit(commit(
+            "example.com/many",
+            Some(4),
+            vec![
+                file("targets/releases", 2, "rel2"),
+                file("timestamp", 5, "ts5"),
+            ],
+        ))
+        .await
+        .unwrap();
+    let asked = [
+        role("timestamp"),
+        role("snapshot"),
+        role("targets/releases"),
+        role("root"),
+        role("targets"),
+    ];
+    let got: Vec<(String, u64, Vec<u8>)> = s
+        .trust
+        .current_many(&g, &asked)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(r, f)| (r.to_string(), f.version, f.data.to_vec()))
+        .collect();
+    // The newest of each, in the order asked; the role with nothing stored left out.
+    assert_eq!(
+        got,
+        vec![
+            ("timestamp".into(), 5, b"ts5".to_vec()),
+            ("targets/releases".into(), 2, b"rel2".to_vec()),
+            ("root".into(), 1, b"example.com/many root".to_vec()),
+            ("targets".into(), 1, b"t1".to_vec()),
+        ]
+    );
+    assert!(s
+        .trust
+        .current_many(&gun("example.com/none"), &asked)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn the_changefeed_pages_both_ways_and_records_deletions(b: Backend) {

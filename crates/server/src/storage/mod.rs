@@ -128,6 +128,22 @@ pub struct KeyRecord {
 pub trait Storage: Send + Sync + 'static {
     /// The highest stored version of a role.
     async fn current(&self, gun: &Gun, role: &RoleName) -> Result<Option<StoredFile>>;
+    /// The highest stored version of each of `roles` that has one, in the order asked:
+    /// one read where the backend can (a server loading a repository's state that another
+    /// server changed).
+    async fn current_many(
+        &self,
+        gun: &Gun,
+        roles: &[RoleName],
+    ) -> Result<Vec<(RoleName, StoredFile)>> {
+        let mut out = Vec::with_capacity(roles.len());
+        for role in roles {
+            if let Some(f) = self.current(gun, role).await? {
+                out.push((role.clone(), f));
+            }
+        }
+        Ok(out)
+    }
     /// The version of a role whose SHA-256 (lower-case hex) is `sha256`.
     async fn by_checksum(
         &self,

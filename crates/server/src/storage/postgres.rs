@@ -395,6 +395,36 @@ impl Storage for PgStorage {
         .transpose()
     }
 
+    async fn current_many(
+        &self,
+        gun: &Gun,
+        roles: &[RoleName],
+    ) -> Result<Vec<(RoleName, StoredFile)>> {
+        let names: Vec<&str> = roles.iter().map(RoleName::as_str).collect();
+        // One index lookup per role (the newest version), not a scan of its versions.
+        let rows = sqlx::query(&format!(
+            "SELECT {FILE_COLUMNS}, r.role FROM unnest($2::TEXT[]) AS r(role) \
+             CROSS JOIN LATERAL (SELECT {FILE_COLUMNS} FROM tuf_files t \
+               WHERE t.gun = $1 AND t.role = r.role ORDER BY t.version DESC LIMIT 1) f"
+        ))
+        .bind(gun.as_str())
+        .bind(&names)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut found = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let role: String = r.try_get(4)?;
+            found.push((role, file_row(r)?));
+        }
+        Ok(roles
+            .iter()
+            .filter_map(|role| {
+                let i = found.iter().position(|(n, _)| n == role.as_str())?;
+                Some((role.clone(), found.swap_remove(i).1))
+            })
+            .collect())
+    }
+
     async fn by_checksum(
         &self,
         gun: &Gun,
