@@ -112,13 +112,13 @@ fn s3_throughput() {
     let garage = notarium_testkit::garage::Garage::shared();
     let db = notarium_testkit::postgres::TestDb::create();
     let s3 = garage.s3_settings();
-    let s3_config = |bucket: String| {
+    let s3_config = |bucket: String, unsigned: bool| {
         let s3 = s3.clone();
         move |dir: &Path| {
             std::fs::write(
                 dir.join("notarium.toml"),
                 format!(
-                    "[storage]\nblobs = \"{bucket}\"\n[storage.s3]\nendpoint = \"{}\"\nregion = \"{}\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+                    "[storage]\nblobs = \"{bucket}\"\n[storage.s3]\nendpoint = \"{}\"\nregion = \"{}\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\nunsigned_payload = {unsigned}\n",
                     s3.endpoint.unwrap(),
                     s3.region.unwrap(),
                     s3.access_key_id.unwrap(),
@@ -143,36 +143,51 @@ fn s3_throughput() {
         host
     };
     let out = tmp.path().join("out");
-    let push_pull = |to: &common::Server, from: &common::Server, repo: &str| {
-        let (to_host, from_host) = (trust_ca(to), trust_ca(from));
-        let push = run(Command::new(BIN)
-            .args(["push", "--disable-content-trust"])
-            .arg(&src)
-            .arg(format!("{to_host}/{repo}:v1"))
-            .env("DOCKER_CONFIG", &docker_config));
-        let pull = run(Command::new(BIN)
-            .args([
-                "pull",
-                "--disable-content-trust",
-                &format!("{from_host}/{repo}:v1"),
-            ])
-            .arg(&out)
-            .env("DOCKER_CONFIG", &docker_config));
-        std::fs::remove_dir_all(&out).unwrap();
+    let cpu = |servers: &[&common::Server]| -> (f64, f64) {
         (
-            push,
-            pull,
-            memory(to.child.id()).1,
-            memory(from.child.id()).1,
+            {
+                let mut pids: Vec<u32> = servers.iter().map(|s| s.child.id()).collect();
+                pids.dedup();
+                pids.into_iter().map(common::cpu_secs).sum()
+            },
+            common::cpu_secs(garage.pid),
         )
     };
-    println!("| {mb} MiB blob, notarium push then pull over TLS | push | pull | server peak RSS (push, pull) |");
-    println!("|---|---:|---:|---|");
-    let row = |name: &str, (push, pull, m1, m2): (f64, f64, f64, f64)| {
+    // Each step: its time, and the CPU seconds the notarium servers and Garage used in it.
+    let push_pull = |to: &common::Server, from: &common::Server, repo: &str| {
+        let (to_host, from_host) = (trust_ca(to), trust_ca(from));
+        let step = |cmd: &mut Command| {
+            let before = cpu(&[to, from]);
+            let t = run(cmd);
+            let after = cpu(&[to, from]);
+            (t, after.0 - before.0, after.1 - before.1)
+        };
+        let push = step(
+            Command::new(BIN)
+                .args(["push", "--disable-content-trust"])
+                .arg(&src)
+                .arg(format!("{to_host}/{repo}:v1"))
+                .env("DOCKER_CONFIG", &docker_config),
+        );
+        let pull = step(
+            Command::new(BIN)
+                .args(["pull", "--disable-content-trust"])
+                .arg(format!("{from_host}/{repo}:v1"))
+                .arg(&out)
+                .env("DOCKER_CONFIG", &docker_config),
+        );
+        std::fs::remove_dir_all(&out).unwrap();
+        let peak = memory(to.child.id()).1.max(memory(from.child.id()).1);
+        (push, pull, peak)
+    };
+    println!("| {mb} MiB blob, notarium push then pull over TLS | push (CPU: servers, Garage) | pull (CPU: servers, Garage) | server peak RSS |");
+    println!("|---|---:|---:|---:|");
+    type Step = (f64, f64, f64);
+    let row = |name: &str, ((p, pc, pg), (l, lc, lg), peak): (Step, Step, f64)| {
         println!(
-            "| {name} | {push:.2} s, {:.2} GB/s | {pull:.2} s, {:.2} GB/s | {m1:.1} MB, {m2:.1} MB |",
-            gb / push,
-            gb / pull
+            "| {name} | {p:.2} s, {:.2} GB/s ({pc:.2} s, {pg:.2} s) | {l:.2} s, {:.2} GB/s ({lc:.2} s, {lg:.2} s) | {peak:.1} MB |",
+            gb / p,
+            gb / l
         );
     };
     let fs = start_server();
@@ -182,16 +197,25 @@ fn s3_throughput() {
     );
     drop(fs);
     let config = ["--config", "notarium.toml"];
-    let one = common::start_server_with(&config, "warn", s3_config(garage.fresh_url()));
-    row("S3 (Garage), 1 server", push_pull(&one, &one, "bench/s3"));
+    let one = common::start_server_with(&config, "warn", s3_config(garage.fresh_url(), false));
+    row(
+        "S3 (Garage), 1 server, payloads signed (plain HTTP's default)",
+        push_pull(&one, &one, "bench/s3"),
+    );
+    drop(one);
+    let one = common::start_server_with(&config, "warn", s3_config(garage.fresh_url(), true));
+    row(
+        "S3 (Garage), 1 server, payloads unsigned (HTTPS's default)",
+        push_pull(&one, &one, "bench/s3u"),
+    );
     drop(one);
     let bucket = garage.fresh_url();
     let url = db.url();
     let args = ["--config", "notarium.toml", "--database", &url];
-    let a = common::start_server_with(&args, "warn", s3_config(bucket.clone()));
-    let b = common::start_server_with(&args, "warn", s3_config(bucket));
+    let a = common::start_server_with(&args, "warn", s3_config(bucket.clone(), true));
+    let b = common::start_server_with(&args, "warn", s3_config(bucket, true));
     row(
-        "S3 (Garage) + PostgreSQL, 2 servers: pushed to one, pulled from the other",
+        "S3 (Garage, unsigned) + PostgreSQL, 2 servers: pushed to one, pulled from the other",
         push_pull(&a, &b, "bench/two"),
     );
     drop((a, b, db));

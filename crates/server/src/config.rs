@@ -59,6 +59,10 @@ pub struct S3File {
     pub region: Option<String>,
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
+    /// Send uploads without a SHA-256 of their payload in the request signature (the
+    /// service then does not hash them either). Default: on over `https://` (TLS keeps
+    /// the payload whole in transit), off over plain `http://`.
+    pub unsigned_payload: Option<bool>,
 }
 
 impl std::fmt::Debug for S3File {
@@ -67,6 +71,7 @@ impl std::fmt::Debug for S3File {
             .field("endpoint", &self.endpoint)
             .field("region", &self.region)
             .field("access_key_id", &self.access_key_id)
+            .field("unsigned_payload", &self.unsigned_payload)
             .finish_non_exhaustive()
     }
 }
@@ -333,6 +338,7 @@ impl ServerConfig {
             s.endpoint = f.endpoint.clone().or(s.endpoint.take());
             s.region = f.region.clone().or(s.region.take());
             s.access_key_id = f.access_key_id.clone().or(s.access_key_id.take());
+            s.unsigned_payload = f.unsigned_payload.or(s.unsigned_payload);
             if let Some(k) = &f.secret_access_key {
                 s.secret_access_key = Some(zeroize::Zeroizing::new(k.clone()));
             }

@@ -19,6 +19,8 @@ pub struct Garage {
     pub endpoint: String,
     pub key_id: String,
     pub secret: String,
+    /// The `garage server` process (for CPU figures in benchmarks).
+    pub pid: u32,
     dir: PathBuf,
 }
 
@@ -126,7 +128,7 @@ impl Garage {
         let bin = binary();
         // The server is the child of a thread that lives as long as the process, so
         // `pdeathsig` (tied to the parent thread) fires only when the process goes.
-        let (tx, rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let (tx, rx) = std::sync::mpsc::channel::<Result<u32, String>>();
         std::thread::spawn(move || {
             let child = Command::new("setpriv")
                 .args(["--pdeathsig", "KILL", "--"])
@@ -145,7 +147,8 @@ impl Garage {
                 .spawn();
             match child {
                 Ok(mut c) => {
-                    let _ = tx.send(Ok(()));
+                    // setpriv execs garage: the same process.
+                    let _ = tx.send(Ok(c.id()));
                     let _ = c.wait();
                     loop {
                         std::thread::park();
@@ -156,8 +159,9 @@ impl Garage {
                 }
             }
         });
-        rx.recv().map_err(|e| e.to_string())??;
+        let pid = rx.recv().map_err(|e| e.to_string())??;
         let mut g = Garage {
+            pid,
             endpoint: format!("http://127.0.0.1:{s3}"),
             key_id: String::new(),
             secret: String::new(),
@@ -218,13 +222,22 @@ impl Garage {
         )
     }
 
-    /// `[storage.s3]` for this instance.
+    /// `[storage.s3]` for this instance (payloads signed, the default over plain HTTP).
     pub fn s3_settings(&self) -> server::config::S3File {
         server::config::S3File {
             endpoint: Some(self.endpoint.clone()),
             region: Some(REGION.into()),
             access_key_id: Some(self.key_id.clone()),
             secret_access_key: Some(self.secret.clone()),
+            unsigned_payload: None,
+        }
+    }
+
+    /// [`Garage::s3_settings`] with unsigned payloads (the default over HTTPS).
+    pub fn s3_settings_unsigned(&self) -> server::config::S3File {
+        server::config::S3File {
+            unsigned_payload: Some(true),
+            ..self.s3_settings()
         }
     }
 

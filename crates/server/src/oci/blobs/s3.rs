@@ -51,6 +51,8 @@ pub struct S3Location {
     pub region: Option<String>,
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<zeroize::Zeroizing<String>>,
+    /// `[storage.s3] unsigned_payload`; `None`: on unless the endpoint is plain HTTP.
+    pub unsigned_payload: Option<bool>,
 }
 
 impl std::fmt::Display for S3Location {
@@ -74,6 +76,20 @@ impl std::fmt::Debug for S3Location {
 }
 
 impl S3Location {
+    /// (plain HTTP, unsigned payloads) for this location, `AWS_ENDPOINT` being
+    /// `env_endpoint`. Over TLS the payload needs no hash of its own in the signature:
+    /// hashing every uploaded byte for it cost this server a third of a push's CPU and the
+    /// service a third of its own (BENCHMARKS.md). Over plain HTTP that hash is the
+    /// only check in transit, so it stays unless the configuration turns it off.
+    pub fn transport(&self, env_endpoint: Option<&str>) -> (bool, bool) {
+        let plain_http = self
+            .endpoint
+            .as_deref()
+            .or(env_endpoint)
+            .is_some_and(|e| e.starts_with("http://"));
+        (plain_http, self.unsigned_payload.unwrap_or(!plain_http))
+    }
+
     /// `BUCKET[/PREFIX]` (what follows `s3://`).
     pub fn parse(rest: &str) -> Result<S3Location, String> {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -168,11 +184,14 @@ impl S3Blobs {
         clock: Arc<dyn Clock>,
     ) -> Result<S3Blobs, BlobError> {
         let mut b = AmazonS3Builder::from_env().with_bucket_name(&loc.bucket);
+        let env_endpoint = std::env::var("AWS_ENDPOINT").ok();
+        let (plain_http, unsigned) = loc.transport(env_endpoint.as_deref());
         if let Some(e) = &loc.endpoint {
-            b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
-        } else if std::env::var("AWS_ENDPOINT").is_ok_and(|e| e.starts_with("http://")) {
-            b = b.with_allow_http(true);
+            b = b.with_endpoint(e);
         }
+        b = b
+            .with_allow_http(plain_http)
+            .with_unsigned_payload(unsigned);
         if let Some(r) = &loc.region {
             b = b.with_region(r);
         }
@@ -731,5 +750,45 @@ impl S3Blobs {
             self.store.copy(&staged, &dest).await.map_err(s3_error)?;
         }
         Ok(up.size)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::S3Location;
+
+    #[test]
+    fn payloads_go_unsigned_only_over_tls_unless_configured() {
+        let at = |endpoint: Option<&str>, unsigned: Option<bool>| S3Location {
+            bucket: "b".into(),
+            endpoint: endpoint.map(str::to_owned),
+            unsigned_payload: unsigned,
+            ..Default::default()
+        };
+        // AWS itself (no endpoint): HTTPS.
+        assert_eq!(at(None, None).transport(None), (false, true));
+        assert_eq!(
+            at(Some("https://s3.internal"), None).transport(None),
+            (false, true)
+        );
+        assert_eq!(
+            at(Some("http://127.0.0.1:3900"), None).transport(None),
+            (true, false)
+        );
+        // AWS_ENDPOINT counts when the configuration names none; it does not override.
+        assert_eq!(
+            at(None, None).transport(Some("http://minio:9000")),
+            (true, false)
+        );
+        assert_eq!(
+            at(Some("https://s3.internal"), None).transport(Some("http://minio:9000")),
+            (false, true)
+        );
+        // The configuration decides when it says.
+        assert_eq!(
+            at(Some("http://127.0.0.1:3900"), Some(true)).transport(None),
+            (true, true)
+        );
+        assert_eq!(at(None, Some(false)).transport(None), (false, false));
     }
 }
