@@ -211,6 +211,14 @@ impl App {
         let storage = stores.trust;
         let master =
             secrets::MasterKey::open(storage.as_ref(), &passphrase, config.kdf_iterations).await?;
+        // Servers on one database issue tokens with one key, so that a token from any of
+        // them is good at all (unless the operator gave a key of their own).
+        let shared_key = match config.auth.mode {
+            auth::Mode::Builtin if database.is_shared() && config.auth.token_key.is_none() => {
+                Some(auth::issuer::load_shared(storage.as_ref(), &master, dir, clock.now()).await?)
+            }
+            _ => None,
+        };
         let keys = signing::KeyService::new(
             storage.clone(),
             master,
@@ -229,6 +237,7 @@ impl App {
             &passphrase,
             !config.insecure_http,
             clock.clone(),
+            shared_key,
         )?;
         let trust = trust::TrustService::new(storage, keys, clock.clone(), limits, 16 << 20);
         let budget = Arc::new(budget::MemoryBudget::new(

@@ -288,3 +288,54 @@ fn two_servers_on_one_database_agree_and_lose_nothing() {
         .collect();
     assert_eq!(versions, (1..=accepted).collect::<Vec<_>>());
 }
+
+/// Builtin token auth on servers sharing a database: one token key (made by the first to
+/// start, kept sealed in the database), so a token from either is good at the other, and
+/// both publish the same certificate; a server on another database refuses it.
+#[test]
+fn servers_on_one_database_accept_each_others_tokens() {
+    use notarium_testkit::auth::{AuthServer, Who};
+    let db = TestDb::create();
+    let on = |db: &TestDb| {
+        let url = db.url();
+        AuthServer::start_with(Options {
+            configure: Box::new(move |c| {
+                c.database = Some(notarium_server::db::Database::parse(&url).unwrap())
+            }),
+            ..Default::default()
+        })
+    };
+    let (a, b) = (on(&db), on(&db));
+    let scope = "repository:team/app:push,pull";
+    let start_upload = |s: &AuthServer, token: &str| {
+        s.client()
+            .post(format!("{}/v2/team/app/blobs/uploads/", s.url))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let from_a = a.token(Who::Pusher, &[scope]).unwrap();
+    let from_b = b.token(Who::Pusher, &[scope]).unwrap();
+    assert_eq!(start_upload(&b, &from_a), 202, "a token from A at B");
+    assert_eq!(start_upload(&a, &from_b), 202, "a token from B at A");
+    let cert = |s: &AuthServer| std::fs::read(s.data_dir.join("auth/token.crt")).unwrap();
+    assert_eq!(
+        cert(&a),
+        cert(&b),
+        "one certificate for registries to trust"
+    );
+    assert!(
+        !a.data_dir.join("auth/token.key").exists(),
+        "the key is in the database only"
+    );
+    let other_db = TestDb::create();
+    let c = on(&other_db);
+    assert_eq!(
+        start_upload(&c, &from_a),
+        401,
+        "another database, another key"
+    );
+    assert_ne!(cert(&a), cert(&c));
+}

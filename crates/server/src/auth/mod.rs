@@ -176,7 +176,9 @@ pub struct Auth {
 }
 
 impl Auth {
-    /// Set up for a server with these settings and this data directory.
+    /// Set up for a server with these settings and this data directory. `shared_key`:
+    /// the generated token key of servers sharing a database ([`issuer::load_shared`]),
+    /// used instead of one in the data directory.
     pub fn open(
         settings: &AuthSettings,
         gun_prefixes: &[String],
@@ -184,6 +186,7 @@ impl Auth {
         passphrase: &str,
         https: bool,
         clock: Arc<dyn Clock>,
+        shared_key: Option<issuer::TokenKey>,
     ) -> Result<Auth, AuthError> {
         let now = clock.now();
         let (verifier, key, users) = match settings.mode {
@@ -202,7 +205,10 @@ impl Auth {
                     .token_key
                     .as_deref()
                     .zip(settings.token_cert.as_deref());
-                let key = issuer::load(data_dir, given, passphrase, now)?;
+                let key = match (shared_key, given) {
+                    (Some(k), None) => k,
+                    _ => issuer::load(data_dir, given, passphrase, now)?,
+                };
                 let verifier = jwt::Verifier::new(
                     key.chain.last().cloned().into_iter().collect(),
                     settings.issuer.clone(),
