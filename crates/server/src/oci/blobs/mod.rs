@@ -98,8 +98,20 @@ pub enum BlobError {
 
 impl From<super::meta::MetaError> for BlobError {
     fn from(e: super::meta::MetaError) -> Self {
-        BlobError::Io(std::io::Error::other(e.to_string()))
+        BlobError::Io(meta_io(e))
     }
+}
+
+/// A registry-database error as I/O, still saying "out of space" when it was (so the
+/// answer is 507 and health turns read-only, as for a full blob directory).
+fn meta_io(e: super::meta::MetaError) -> std::io::Error {
+    use crate::health::OutOfSpace as _;
+    let kind = if e.out_of_space() {
+        std::io::ErrorKind::StorageFull
+    } else {
+        std::io::ErrorKind::Other
+    };
+    std::io::Error::new(kind, e.to_string())
 }
 
 impl crate::health::OutOfSpace for BlobError {
@@ -301,4 +313,21 @@ pub async fn copy_all(
         }
     }
     Ok((blobs.len() as u64, new, had, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::health::OutOfSpace as _;
+    use crate::oci::meta::MetaError;
+
+    /// A full registry database during an upload is a full disk to the client (507) and
+    /// to health, as a full blob directory is; any other database error is not.
+    #[test]
+    fn a_full_registry_database_stays_out_of_space_through_the_blob_store() {
+        let full = super::BlobError::from(MetaError::new("database or disk is full".into(), true));
+        assert!(full.out_of_space());
+        assert!(full.to_string().contains("database or disk is full"));
+        let other = super::BlobError::from(MetaError::new("locked".into(), false));
+        assert!(!other.out_of_space());
+    }
 }

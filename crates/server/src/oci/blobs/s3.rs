@@ -32,7 +32,8 @@ use serde::{Deserialize, Serialize};
 use tuf::Clock;
 
 use super::{
-    io_other, BlobError, BlobStore, BlobStream, StoredBlob, Upload, UploadHandle, UploadLimits,
+    io_other, meta_io, BlobError, BlobStore, BlobStream, StoredBlob, Upload, UploadHandle,
+    UploadLimits,
 };
 use crate::oci::meta::{RegistryMeta, UploadRecord, UploadSlot};
 
@@ -637,7 +638,7 @@ impl BlobStore for S3Blobs {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        let meta_err = |e: crate::oci::meta::MetaError| io_other(e);
+        let meta_err = meta_io;
         let stale = self
             .meta
             .uploads_touched_before(before_ms, usize::MAX >> 1)
