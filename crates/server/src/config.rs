@@ -63,6 +63,9 @@ pub struct S3File {
     /// service then does not hash them either). Default: on over `https://` (TLS keeps
     /// the payload whole in transit), off over plain `http://`.
     pub unsigned_payload: Option<bool>,
+    /// The largest object one server-side copy may move (default 5 GiB, AWS's limit);
+    /// a larger blob is copied part by part through the server when its upload completes.
+    pub max_copy_bytes: Option<u64>,
 }
 
 impl std::fmt::Debug for S3File {
@@ -72,6 +75,7 @@ impl std::fmt::Debug for S3File {
             .field("region", &self.region)
             .field("access_key_id", &self.access_key_id)
             .field("unsigned_payload", &self.unsigned_payload)
+            .field("max_copy_bytes", &self.max_copy_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -339,6 +343,7 @@ impl ServerConfig {
             s.region = f.region.clone().or(s.region.take());
             s.access_key_id = f.access_key_id.clone().or(s.access_key_id.take());
             s.unsigned_payload = f.unsigned_payload.or(s.unsigned_payload);
+            s.max_copy_bytes = f.max_copy_bytes.or(s.max_copy_bytes);
             if let Some(k) = &f.secret_access_key {
                 s.secret_access_key = Some(zeroize::Zeroizing::new(k.clone()));
             }

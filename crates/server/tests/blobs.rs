@@ -118,6 +118,28 @@ suite!(
     garbage_collection_lists_and_deletes,
 );
 
+/// A blob larger than one server-side copy may move (AWS: 5 GiB; here the limit is set
+/// to 1 MiB) is copied part by part when its upload completes: the same bytes, and
+/// nothing of the upload left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_a_blob_past_the_copy_limit_is_copied_part_by_part() {
+    let mut b = Backend::s3();
+    if let BlobLocation::S3(loc) = &mut b.location {
+        loc.max_copy_bytes = Some(1 << 20);
+    }
+    let s = b.open().await;
+    // Past two parts, and not a multiple of one.
+    let data = content(17 << 20 | 12_345, 3);
+    let d = push(&*s, "lib/huge", &data).await;
+    assert_eq!(s.stat(&d).await.unwrap(), Some(data.len() as u64));
+    assert!(read_all(&*s, &d, 0, data.len() as u64).await == data);
+    assert_eq!(b.leftovers(), 0);
+    // Below the limit the server-side copy is used, and the bytes are the same too.
+    let small = content(500_000, 4);
+    let d = push(&*s, "lib/huge", &small).await;
+    assert_eq!(read_all(&*s, &d, 0, small.len() as u64).await, small);
+}
+
 /// Deterministic bytes that differ at every offset of a part.
 fn content(len: usize, seed: u8) -> Vec<u8> {
     (0..len)

@@ -110,6 +110,7 @@ fn health_names_a_blob_store_that_does_not_answer() {
                 access_key_id: Some("GKnobody".into()),
                 secret_access_key: Some("not-a-secret".into()),
                 unsigned_payload: None,
+                max_copy_bytes: None,
             });
         }),
         ..Default::default()

@@ -230,6 +230,7 @@ impl Garage {
             access_key_id: Some(self.key_id.clone()),
             secret_access_key: Some(self.secret.clone()),
             unsigned_payload: None,
+            max_copy_bytes: None,
         }
     }
 

@@ -40,6 +40,9 @@ use crate::oci::meta::{RegistryMeta, UploadRecord, UploadSlot};
 /// Bytes per multipart part: every part but the last is exactly this long.
 pub const PART: usize = 8 << 20;
 
+/// The largest object one CopyObject moves on AWS S3.
+pub const MAX_COPY_BYTES: u64 = 5 << 30;
+
 /// `s3://BUCKET/PREFIX` with the settings of `[storage.s3]` (each may also come from the
 /// standard `AWS_*` variables: `AWS_ENDPOINT`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
 /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`).
@@ -54,6 +57,9 @@ pub struct S3Location {
     pub secret_access_key: Option<zeroize::Zeroizing<String>>,
     /// `[storage.s3] unsigned_payload`; `None`: on unless the endpoint is plain HTTP.
     pub unsigned_payload: Option<bool>,
+    /// `[storage.s3] max_copy_bytes`: the largest object one server-side copy may move
+    /// (AWS's CopyObject: 5 GiB). A larger blob is copied part by part through the server.
+    pub max_copy_bytes: Option<u64>,
 }
 
 impl std::fmt::Display for S3Location {
@@ -157,6 +163,7 @@ pub struct S3Blobs {
     limits: UploadLimits,
     budget: Arc<crate::budget::MemoryBudget>,
     clock: Arc<dyn Clock>,
+    max_copy_bytes: u64,
     /// The running hash of each upload whose every byte this process saw in order, with
     /// that many bytes: a completion here then needs no second read. Bounded by the
     /// session limit.
@@ -219,6 +226,7 @@ impl S3Blobs {
             limits,
             budget,
             clock,
+            max_copy_bytes: loc.max_copy_bytes.unwrap_or(MAX_COPY_BYTES),
             hashers: Mutex::new(HashMap::new()),
         })
     }
@@ -748,9 +756,47 @@ impl S3Blobs {
         }
         let dest = self.blob_key(expected);
         if self.stat(expected).await? != Some(up.size) {
-            self.store.copy(&staged, &dest).await.map_err(s3_error)?;
+            if up.size > self.max_copy_bytes {
+                self.copy_by_parts(&staged, &dest).await?;
+            } else {
+                self.store.copy(&staged, &dest).await.map_err(s3_error)?;
+            }
         }
         Ok(up.size)
+    }
+
+    /// Copy an object too large for one server-side copy: read and written again, a
+    /// part at a time (one part held against the budget), the new multipart upload
+    /// aborted if anything fails.
+    async fn copy_by_parts(&self, from: &Path, to: &Path) -> Result<(), BlobError> {
+        use futures_util::StreamExt as _;
+        let mut held = self.budget.start();
+        held.grow(2 * PART as u64)
+            .await
+            .map_err(|_| BlobError::Busy)?;
+        let upload = self.store.put_multipart(to).await.map_err(s3_error)?;
+        let mut w = object_store::WriteMultipart::new_with_chunk_size(upload, PART);
+        let copied: Result<(), object_store::Error> = async {
+            let mut stream = self.store.get(from).await?.into_stream();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk?;
+                // At most one part on its way while the next fills.
+                w.wait_for_capacity(1).await?;
+                w.write(&chunk);
+            }
+            Ok(())
+        }
+        .await;
+        match copied {
+            Ok(()) => {
+                w.finish().await.map_err(s3_error)?;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = w.abort().await;
+                Err(s3_error(e).into())
+            }
+        }
     }
 }
 
