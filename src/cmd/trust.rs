@@ -49,6 +49,19 @@ enum TrustCommand {
         #[arg(value_name = "IMAGE[:TAG]")]
         image: String,
     },
+    /// Show when each role, key and root certificate of repositories expires (every
+    /// repository in the local trust cache when none is named). Exit code: 0 all well,
+    /// 1 something expires within --warn-days, 2 something expired or cannot be read.
+    Status {
+        /// Warn about anything that expires within this many days.
+        #[arg(long, default_value_t = 90, value_name = "DAYS")]
+        warn_days: i64,
+        /// Output format: text or json.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+        #[arg(value_name = "REPOSITORY")]
+        repos: Vec<String>,
+    },
     /// Print the digest the trust data vouches for (as a trusted pull resolves the tag);
     /// fail with the reason otherwise.
     Verify {
@@ -151,6 +164,27 @@ pub fn run(args: TrustArgs) -> Result<(), String> {
         } => ops::inspect::inspect_json(&mut ctx, &mut out, &images),
         TrustCommand::Revoke { yes, image } => {
             ops::sign::revoke(&mut ctx, &mut out, &mut input, &image, yes)
+        }
+        TrustCommand::Status {
+            warn_days,
+            format,
+            repos,
+        } => {
+            let opts = ops::status::StatusOptions {
+                warn_days,
+                json: format == "json",
+            };
+            match ops::status::status(&ctx, &mut out, &repos, &opts) {
+                Ok(level) => {
+                    let _ = out.flush();
+                    let code = level.exit_code();
+                    if code != 0 {
+                        std::process::exit(code);
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
         }
         TrustCommand::Verify { image } => {
             ops::sign::verify(&mut ctx, &image).map(|(digest, _, _)| {

@@ -31,6 +31,7 @@ pub enum Load<'a> {
 pub struct View {
     pub root: Verified<Root>,
     pub snapshot: Option<Verified<tuf::Snapshot>>,
+    pub timestamp: Option<Verified<tuf::Timestamp>>,
     /// Loaded targets roles, in breadth-first delegation order.
     pub roles: Vec<(RoleName, Verified<Targets>)>,
     /// Delegations that exist but did not verify (docker logs these as warnings).
@@ -177,6 +178,7 @@ impl Repo {
         Ok(Some(View {
             root,
             snapshot: client.snapshot().cloned(),
+            timestamp: client.timestamp().cloned(),
             roles,
             warnings: client.warnings().to_vec(),
             paths,

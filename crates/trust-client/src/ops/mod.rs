@@ -6,3 +6,4 @@ pub mod keys;
 pub mod rotate;
 pub mod sign;
 pub mod signer;
+pub mod status;

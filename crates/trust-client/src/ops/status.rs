@@ -1,0 +1,483 @@
+//! `trust status [REPO…]`: the life of each repository's keys at a glance. For every role:
+//! its version, when it expires and how many days are left, its threshold and keys (a
+//! root key's certificate NotAfter too), and for the timestamp and snapshot whether the
+//! trust server holds the key. Anything expiring within `--warn-days` is a warning (but
+//! what the server signs, and renews by itself, only once expired); anything expired, or
+//! trust data that cannot be read, is an error. The exit code says
+//! which (0 ok, 1 warning, 2 expired or unreadable), so CI can gate on it.
+//!
+//! Without REPO: every repository in the local trust cache (`<config>/trust/tuf/`).
+
+use std::io::Write;
+use std::path::Path;
+
+use registry::Reference;
+use serde::Serialize;
+use tuf::{DateTime, PublicKey};
+
+use crate::context::Context;
+use crate::error::{Result, TrustError};
+use crate::repo::{Load, Repo, View};
+
+/// How far from expiry a role or certificate is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Ok,
+    Warning,
+    Expired,
+    Unreadable,
+}
+
+impl Level {
+    /// The process exit code for the worst level seen.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Level::Ok => 0,
+            Level::Warning => 1,
+            Level::Expired | Level::Unreadable => 2,
+        }
+    }
+
+    fn of(now: &DateTime, expires: &DateTime, warn_days: i64) -> Level {
+        let left = now.secs_until(expires);
+        if left <= 0 {
+            Level::Expired
+        } else if left < warn_days * 86_400 {
+            Level::Warning
+        } else {
+            Level::Ok
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyStatus {
+    pub id: String,
+    /// A root key's certificate: its NotAfter and days left.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_expires: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_days_left: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RoleStatus {
+    pub role: String,
+    pub version: u64,
+    pub expires: String,
+    pub days_left: i64,
+    pub threshold: u64,
+    pub keys: Vec<KeyStatus>,
+    /// Timestamp and snapshot: whether the trust server holds the key root lists (`None`:
+    /// not asked, or the server did not say).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_holds_key: Option<bool>,
+    pub status: Level,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RepoStatus {
+    pub name: String,
+    pub status: Level,
+    pub roles: Vec<RoleStatus>,
+    /// What is wrong, in words (empty when all is well).
+    pub problems: Vec<String>,
+}
+
+pub struct StatusOptions {
+    pub warn_days: i64,
+    pub json: bool,
+}
+
+/// Days from `now` to `t`, rounded down (negative once past).
+fn days_left(now: &DateTime, t: &DateTime) -> i64 {
+    now.secs_until(t).div_euclid(86_400)
+}
+
+/// Every GUN with trust data in the local cache, sorted.
+pub fn cached_repositories(tuf_dir: &Path) -> Vec<String> {
+    fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>, depth: usize) {
+        if depth > 32 {
+            return;
+        }
+        if dir.join("metadata").join("root.json").is_file() {
+            out.push(prefix.to_owned());
+        }
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name == "metadata" || name == "changelist" || !e.path().is_dir() {
+                continue;
+            }
+            let next = if prefix.is_empty() {
+                name
+            } else {
+                format!("{prefix}/{name}")
+            };
+            walk(&e.path(), &next, out, depth + 1);
+        }
+    }
+    let mut out = Vec::new();
+    walk(tuf_dir, "", &mut out, 0);
+    out.sort();
+    out
+}
+
+fn key_status(key: &PublicKey, now: &DateTime, warn_days: i64, worst: &mut Level) -> KeyStatus {
+    let leaf = tuf::x509::parse_pem_chain(key.public_bytes())
+        .ok()
+        .and_then(|c| c.into_iter().next());
+    let (expires, days) = match leaf {
+        Some(c) => {
+            let t = DateTime::from_unix_secs(c.not_after);
+            *worst = (*worst).max(Level::of(now, &t, warn_days));
+            (Some(t.to_string()), Some(days_left(now, &t)))
+        }
+        None => (None, None),
+    };
+    KeyStatus {
+        id: key.id().to_string(),
+        certificate_expires: expires,
+        certificate_days_left: days,
+    }
+}
+
+fn expiry_problem(
+    problems: &mut Vec<String>,
+    role: &str,
+    level: Level,
+    now: &DateTime,
+    expires: &DateTime,
+) {
+    match level {
+        Level::Warning => problems.push(format!(
+            "{role} expires in {} days ({expires})",
+            days_left(now, expires)
+        )),
+        Level::Expired => problems.push(format!("{role} expired {expires}")),
+        _ => {}
+    }
+}
+
+/// The status of one repository's verified state.
+fn from_view(
+    name: &str,
+    view: &View,
+    server_holds: &dyn Fn(&str, &[PublicKey]) -> Option<bool>,
+    now: &DateTime,
+    warn_days: i64,
+) -> RepoStatus {
+    let root = view.root.signed();
+    let mut roles = Vec::new();
+    let mut problems = Vec::new();
+    let mut top = |role: &str, version: u64, expires: &DateTime| {
+        let (threshold, keys) = root
+            .role_keys(role)
+            .map(|(r, ks)| (r.threshold, ks.into_iter().cloned().collect::<Vec<_>>()))
+            .unwrap_or_default();
+        let held = matches!(role, "timestamp" | "snapshot")
+            .then(|| server_holds(role, &keys))
+            .flatten();
+        // What the server signs it renews by itself (a timestamp lives 14 days): only
+        // its expiry is news. The timestamp key is always the server's.
+        let renewed = role == "timestamp" || held == Some(true);
+        let own = match Level::of(now, expires, warn_days) {
+            Level::Warning if renewed => Level::Ok,
+            l => l,
+        };
+        expiry_problem(&mut problems, role, own, now, expires);
+        let mut level = own;
+        let key_list: Vec<KeyStatus> = keys
+            .iter()
+            .map(|k| {
+                let mut cert_level = Level::Ok;
+                let s = key_status(k, now, warn_days, &mut cert_level);
+                if role == "root" {
+                    level = level.max(cert_level);
+                    if cert_level != Level::Ok {
+                        problems.push(format!(
+                            "root key {}: certificate {} ({} days left)",
+                            s.id,
+                            if cert_level == Level::Expired {
+                                "expired"
+                            } else {
+                                "expires soon"
+                            },
+                            s.certificate_days_left.unwrap_or(0)
+                        ));
+                    }
+                }
+                s
+            })
+            .collect();
+        roles.push(RoleStatus {
+            role: role.to_owned(),
+            version,
+            expires: expires.to_string(),
+            days_left: days_left(now, expires),
+            threshold,
+            keys: key_list,
+            server_holds_key: held,
+            status: level,
+        });
+    };
+    top("root", root.version, &root.expires);
+    if let Some(t) = view.role("targets") {
+        top("targets", t.signed().version, &t.signed().expires);
+    }
+    if let Some(s) = &view.snapshot {
+        top("snapshot", s.signed().version, &s.signed().expires);
+    }
+    if let Some(t) = &view.timestamp {
+        top("timestamp", t.signed().version, &t.signed().expires);
+    }
+    // Delegations: threshold and keys from the role that delegates them.
+    for (role, m) in view.roles.iter().filter(|(r, _)| r.as_str() != "targets") {
+        let parent = role.parent().and_then(|p| view.role(p.as_str()));
+        let (threshold, keys) = parent
+            .and_then(|p| {
+                let d = &p.signed().delegations;
+                d.role(role.as_str()).map(|r| {
+                    let ks: Vec<PublicKey> = r
+                        .keyids
+                        .iter()
+                        .filter_map(|id| d.keys.get(id))
+                        .cloned()
+                        .collect();
+                    (r.threshold, ks)
+                })
+            })
+            .unwrap_or_default();
+        let expires = &m.signed().expires;
+        let own = Level::of(now, expires, warn_days);
+        expiry_problem(&mut problems, role.as_str(), own, now, expires);
+        roles.push(RoleStatus {
+            role: role.to_string(),
+            version: m.signed().version,
+            expires: expires.to_string(),
+            days_left: days_left(now, expires),
+            threshold,
+            keys: keys
+                .iter()
+                .map(|k| key_status(k, now, warn_days, &mut Level::Ok))
+                .collect(),
+            server_holds_key: None,
+            status: own,
+        });
+    }
+    problems.extend(view.warnings.iter().cloned());
+    let status = roles.iter().map(|r| r.status).max().unwrap_or(Level::Ok);
+    RepoStatus {
+        name: name.to_owned(),
+        status,
+        roles,
+        problems,
+    }
+}
+
+/// The status of one repository, asking its trust server.
+pub fn repo_status(ctx: &Context, name: &str, warn_days: i64) -> RepoStatus {
+    let unreadable = |msg: String| RepoStatus {
+        name: name.to_owned(),
+        status: Level::Unreadable,
+        roles: Vec::new(),
+        problems: vec![msg],
+    };
+    let reference = match Reference::parse(name) {
+        Ok(r) => r,
+        Err(e) => return unreadable(e.to_string()),
+    };
+    let mut repo = match Repo::open(ctx, &reference, false) {
+        Ok(r) => r,
+        Err(e) => return unreadable(e.to_string()),
+    };
+    let view = match repo.view(ctx, false, Load::All) {
+        Ok(Some(v)) => v,
+        Ok(None) => {
+            return unreadable(
+                TrustError::NotFound {
+                    gun: repo.gun.to_string(),
+                    host: repo.host.clone(),
+                }
+                .to_string(),
+            )
+        }
+        Err(e) => {
+            // A client refuses expired metadata (freeze protection) and a root whose
+            // certificates expired: that is this repository's status, not a failure to
+            // read it.
+            let expired = match &e {
+                TrustError::Client(tuf::client::ClientError::Tuf(tuf::Error::Expired {
+                    ..
+                })) => true,
+                TrustError::Client(tuf::client::ClientError::Tuf(tuf::Error::Root {
+                    msg, ..
+                })) => msg.contains("certificate expired"),
+                _ => false,
+            };
+            return RepoStatus {
+                status: if expired {
+                    Level::Expired
+                } else {
+                    Level::Unreadable
+                },
+                ..unreadable(e.to_string())
+            };
+        }
+    };
+    let server_holds = |role: &str, keys: &[PublicKey]| -> Option<bool> {
+        let k = repo.remote.server_key(role).ok()?;
+        Some(keys.iter().any(|r| r.id() == k.id()))
+    };
+    from_view(
+        repo.gun.as_str(),
+        &view,
+        &server_holds,
+        &ctx.now(),
+        warn_days,
+    )
+}
+
+/// Print the status of `repos` (every cached repository when empty); the worst level.
+pub fn status(
+    ctx: &Context,
+    out: &mut dyn Write,
+    repos: &[String],
+    opts: &StatusOptions,
+) -> Result<Level> {
+    let names: Vec<String> = if repos.is_empty() {
+        cached_repositories(&ctx.config.trust_dir().join("tuf"))
+    } else {
+        repos.to_vec()
+    };
+    let all: Vec<RepoStatus> = names
+        .iter()
+        .map(|n| repo_status(ctx, n, opts.warn_days))
+        .collect();
+    let worst = all.iter().map(|r| r.status).max().unwrap_or(Level::Ok);
+    let io = |e: std::io::Error| TrustError::Other(e.to_string());
+    if opts.json {
+        let v = serde_json::json!({ "status": worst, "repositories": all });
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&v).unwrap_or_default()
+        )
+        .map_err(io)?;
+        return Ok(worst);
+    }
+    if all.is_empty() {
+        writeln!(out, "No repositories in the local trust cache.").map_err(io)?;
+    }
+    for (i, r) in all.iter().enumerate() {
+        if i > 0 {
+            writeln!(out).map_err(io)?;
+        }
+        writeln!(out, "{}: {}", r.name, label(r.status)).map_err(io)?;
+        if !r.roles.is_empty() {
+            writeln!(
+                out,
+                "  {:<24} {:>7}  {:<20}  {:>9}  {:>9}  {:<10}  STATUS",
+                "ROLE", "VERSION", "EXPIRES", "DAYS LEFT", "THRESHOLD", "SERVER KEY"
+            )
+            .map_err(io)?;
+        }
+        for role in &r.roles {
+            let held = match role.server_holds_key {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "-",
+            };
+            writeln!(
+                out,
+                "  {:<24} {:>7}  {:<20}  {:>9}  {:>9}  {:<10}  {}",
+                role.role,
+                role.version,
+                to_seconds(&role.expires),
+                role.days_left,
+                format!("{} of {}", role.threshold, role.keys.len()),
+                held,
+                label(role.status)
+            )
+            .map_err(io)?;
+            for k in role.keys.iter().filter(|k| k.certificate_expires.is_some()) {
+                writeln!(
+                    out,
+                    "    key {}: certificate until {} ({} days)",
+                    k.id,
+                    k.certificate_expires.as_deref().unwrap_or(""),
+                    k.certificate_days_left.unwrap_or(0)
+                )
+                .map_err(io)?;
+            }
+        }
+        for p in &r.problems {
+            writeln!(out, "  ! {p}").map_err(io)?;
+        }
+    }
+    Ok(worst)
+}
+
+/// An RFC 3339 time without its fraction of a second (for the table).
+fn to_seconds(t: &str) -> String {
+    match t.split_once('.') {
+        Some((whole, _)) => format!("{whole}Z"),
+        None => t.to_owned(),
+    }
+}
+
+fn label(l: Level) -> &'static str {
+    match l {
+        Level::Ok => "ok",
+        Level::Warning => "WARNING",
+        Level::Expired => "EXPIRED",
+        Level::Unreadable => "UNREADABLE",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_by_days_left() {
+        let now = DateTime::from_unix_secs(1_800_000_000);
+        assert_eq!(Level::of(&now, &now.plus_days(120), 90), Level::Ok);
+        assert_eq!(Level::of(&now, &now.plus_days(30), 90), Level::Warning);
+        assert_eq!(Level::of(&now, &now.plus_days(-1), 90), Level::Expired);
+        assert_eq!(Level::of(&now, &now, 90), Level::Expired);
+        assert_eq!(days_left(&now, &now.plus_days(-1)), -1);
+        assert_eq!(days_left(&now, &now.plus_secs(86_399)), 0);
+        assert_eq!(
+            [Level::Ok, Level::Warning, Level::Expired].map(Level::exit_code),
+            [0, 1, 2]
+        );
+    }
+
+    #[test]
+    fn cached_repositories_are_found_at_any_depth() {
+        let d = tempfile::tempdir().unwrap();
+        for gun in [
+            "reg.example.com/a/b",
+            "reg.example.com/c",
+            "localhost:5000/x/y/z",
+        ] {
+            let m = d.path().join(gun).join("metadata");
+            std::fs::create_dir_all(&m).unwrap();
+            std::fs::write(m.join("root.json"), b"{}").unwrap();
+        }
+        // A directory without trust data is not a repository.
+        std::fs::create_dir_all(d.path().join("reg.example.com/empty/metadata")).unwrap();
+        assert_eq!(
+            cached_repositories(d.path()),
+            [
+                "localhost:5000/x/y/z",
+                "reg.example.com/a/b",
+                "reg.example.com/c"
+            ]
+        );
+    }
+}
