@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tuf::client::Local;
 use tuf::RoleName;
 
+#[derive(Clone)]
 pub struct FileCache {
     dir: PathBuf,
 }

@@ -23,12 +23,18 @@ pub struct Context {
     pub insecure_registries: Vec<String>,
     pub passphrases: Passphrases,
     pub clock: Arc<dyn Clock>,
+    /// Root pins of `<config>/notarium.toml` (an unreadable file is an error at first use
+    /// of a repository, not a silent trust on first use).
+    pub pins: std::result::Result<crate::pins::Pins, String>,
 }
 
 impl Context {
     pub fn from_env() -> Self {
+        let config = DockerConfig::from_env();
+        let pins = crate::pins::Pins::load(&config.dir);
         Context {
-            config: DockerConfig::from_env(),
+            pins,
+            config,
             trust_server: std::env::var(TRUST_SERVER_ENV)
                 .ok()
                 .filter(|s| !s.is_empty()),

@@ -9,6 +9,7 @@ pub mod error;
 pub mod keyring;
 pub mod ops;
 pub mod passphrase;
+pub mod pins;
 pub mod remote;
 pub mod repo;
 

@@ -17,6 +17,7 @@ use crate::cache::FileCache;
 use crate::context::Context;
 use crate::error::{Result, TrustError};
 use crate::keyring::Keyring;
+use crate::pins::Decision;
 use crate::remote::{Part, TrustRemote};
 
 /// What to load beyond root, timestamp and snapshot.
@@ -129,16 +130,53 @@ impl Repo {
         load: Load<'_>,
     ) -> Result<Option<View>> {
         let host = self.host.clone();
+        let pins = ctx
+            .pins
+            .as_ref()
+            .map_err(|e| TrustError::Usage(e.clone()))?;
+        let decision = pins.decide(self.gun.as_str());
+        let first_use = !self.cache.path(&RoleName::root()).exists();
+        let pinning = match &decision {
+            Decision::Pinned { pinning, .. } => Some(pinning.clone()),
+            // Nothing can be pinned: any root from the server is refused.
+            Decision::Refused => Some(tuf::verify::Pinning::default()),
+            Decision::FirstUse => None,
+        };
         let mut client = Client::new(
             self.gun.clone(),
             &mut self.remote,
             &mut self.cache,
             ctx.now(),
-        );
+        )
+        .with_pinning(pinning);
         match client.update(fetch_root) {
             Ok(()) => {}
             Err(ClientError::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(TrustError::from_client(e, &host)),
+            Err(e) => {
+                let pin_refused = matches!(&e,
+                    ClientError::Tuf(tuf::Error::Root { msg, .. }) if msg.contains("pinned"))
+                    || matches!(&e, ClientError::BadCache { msg, .. } if msg.contains("pinned"));
+                return Err(match (&decision, pin_refused) {
+                    (Decision::Refused, true) => TrustError::Usage(format!(
+                        "{}: no root pin for this repository in {}, and disable_tofu is set",
+                        self.gun,
+                        pins.path.display()
+                    )),
+                    (Decision::Pinned { prefix, .. }, true) => TrustError::Usage(format!(
+                        "{}: the root from {host} carries none of the root keys pinned for {prefix} in {} ({e})",
+                        self.gun,
+                        pins.path.display()
+                    )),
+                    _ => TrustError::from_client(e, &host),
+                });
+            }
+        }
+        if first_use && matches!(decision, Decision::FirstUse) {
+            eprintln!(
+                "{}: no root pin in {}; trusting the root {host} sent on first use",
+                self.gun,
+                pins.path.display()
+            );
         }
         let roles = match load {
             Load::All => client
@@ -212,7 +250,18 @@ impl Repo {
     /// Upload signed files in one update.
     pub fn publish(&self, parts: &[Part]) -> Result<()> {
         match self.remote.publish(parts) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                // A repository this client just created: its root is the one it signed,
+                // the trust anchor from now on (not a root to trust on first use later).
+                if let Some((_, root)) = parts.iter().find(|(r, _)| r.as_str() == "root") {
+                    if !self.cache.path(&RoleName::root()).exists() {
+                        let mut cache = self.cache.clone();
+                        tuf::client::Local::store(&mut cache, &RoleName::root(), root)
+                            .map_err(TrustError::Other)?;
+                    }
+                }
+                Ok(())
+            }
             Err(NetError::Status { status, body, .. })
                 if (400..500).contains(&status) && status != 401 && status != 403 =>
             {

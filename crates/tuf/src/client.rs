@@ -238,8 +238,9 @@ impl<'a, R: Remote, L: Local> Client<'a, R, L> {
             };
             let m = Metadata::<Root>::parse("root", bytes).map_err(|e| bad(e.to_string()))?;
             // The cached root is the trust anchor: its age does not matter here, only that
-            // it is a valid root for this repository (pins were checked when it was first
-            // trusted).
+            // it is a valid root for this repository, and pinned when a pin applies (a pin
+            // added after a first use judges the root trusted then).
+            let pinning = self.pinning.clone();
             let v = verify::verify_root(
                 m,
                 &self.gun,
@@ -247,7 +248,7 @@ impl<'a, R: Remote, L: Local> Client<'a, R, L> {
                 RootChecks {
                     checks: self.lenient(),
                     allow_expired_certs: true,
-                    pinning: None,
+                    pinning: pinning.as_ref(),
                 },
             )
             .map_err(|e| bad(e.to_string()))?;
@@ -354,12 +355,9 @@ impl<'a, R: Remote, L: Local> Client<'a, R, L> {
             )
             .map_err(tuf_err)?;
         }
-        // Pinning replaces trust on first use; later roots are trusted through the chain.
-        let chained = RootChecks {
-            pinning: None,
-            ..strict
-        };
-        let v = verify::verify_root(new, &self.gun, Some(&prev), chained).map_err(tuf_err)?;
+        // The new root is reached through the chain and, when a pin applies, must be
+        // pinned too (a rotation to a key outside the pin is refused).
+        let v = verify::verify_root(new, &self.gun, Some(&prev), strict).map_err(tuf_err)?;
         // Rotated timestamp or snapshot keys: their old versions no longer bind
         // (fast-forward recovery). Forget the cached ones.
         for role in ["timestamp", "snapshot"] {

@@ -195,10 +195,21 @@ fn check_expiry<T: Role>(meta: &Metadata<T>, role: &str, checks: Checks) -> Resu
 }
 
 /// Root pinning: instead of trusting the first root seen, require its root certificates to
-/// be among these key IDs.
+/// be among these key IDs. A root certificate key matches by its own ID (as root.json and
+/// `docker trust inspect` name it) or by the ID of the plain key inside it, which stays
+/// the same when the certificate is renewed for the same key.
 #[derive(Debug, Clone, Default)]
 pub struct Pinning {
     pub root_key_ids: Vec<KeyId>,
+}
+
+impl Pinning {
+    pub fn allows(&self, key: &PublicKey) -> bool {
+        self.root_key_ids.contains(key.id())
+            || key
+                .canonical_id()
+                .is_ok_and(|id| self.root_key_ids.contains(&id))
+    }
 }
 
 /// Options for [`verify_root`].
@@ -370,7 +381,7 @@ pub fn verify_root(
         )));
     }
     if let Some(pin) = opts.pinning {
-        certs.retain(|c| pin.root_key_ids.contains(c.key.id()));
+        certs.retain(|c| pin.allows(c.key));
         if certs.is_empty() {
             return Err(err(format!("none of its root keys is pinned for {gun}")));
         }

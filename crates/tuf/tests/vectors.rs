@@ -435,6 +435,14 @@ fn root_pinning() {
         pinning: Some(p),
     };
     verify::verify_root(root.clone(), &gun, None, opts(&ok)).unwrap();
+    // The plain key inside the certificate pins it too (it survives a certificate
+    // renewal for the same key, which changes the certificate key's ID).
+    let cert_key = &root.signed().keys[&root.signed().roles["root"].keyids[0]];
+    let canonical = verify::Pinning {
+        root_key_ids: vec![cert_key.canonical_id().unwrap()],
+    };
+    assert_ne!(&canonical.root_key_ids[0], cert_key.id());
+    verify::verify_root(root.clone(), &gun, None, opts(&canonical)).unwrap();
     let err = verify::verify_root(root, &gun, None, opts(&wrong)).unwrap_err();
     assert!(err.to_string().contains("pinned"), "{err}");
 }
