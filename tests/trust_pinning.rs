@@ -157,3 +157,62 @@ fn pinned_roots_are_verified_and_unpinned_ones_said_or_refused() {
     // The unpinned client walks the rotation as before.
     assert_eq!(verify(&bob).code, 0);
 }
+
+/// `[trust_servers]` in `notarium.toml` names each registry's trust server, so
+/// `DOCKER_CONTENT_TRUST_SERVER` is not the only, global choice; when set, it still wins.
+#[test]
+fn each_registry_has_its_trust_server_from_the_config_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::start();
+    let registry = Distribution::start();
+    let alice = Docker::new(tmp.path(), &server.url);
+    server.install_ca_for_docker(&alice.config);
+    let repo = format!("{}/mapped/app", registry.addr);
+    let image = push_image(&registry.url(), "mapped/app", "v1", "v1");
+    ok(&alice, &["trust", "key", "generate", "alice", "--dir", "."]);
+    ok(
+        &alice,
+        &[
+            "trust",
+            "signer",
+            "add",
+            "--key",
+            "alice.pub",
+            "alice",
+            &repo,
+        ],
+    );
+    ok(&alice, &["trust", "sign", &format!("{repo}:v1")]);
+    std::fs::write(
+        alice.config.join("notarium.toml"),
+        format!(
+            "[trust_servers]\n\"{}\" = \"{}\"\n",
+            registry.addr, server.url
+        ),
+    )
+    .unwrap();
+    let verify = |trust_server: Option<&str>| {
+        let mut c = alice.command_of(
+            Path::new(env!("CARGO_BIN_EXE_notarium")),
+            &["trust", "verify", &format!("{repo}:v1")],
+        );
+        match trust_server {
+            Some(s) => c.env("DOCKER_CONTENT_TRUST_SERVER", s),
+            None => c.env_remove("DOCKER_CONTENT_TRUST_SERVER"),
+        };
+        let o = c.stdin(std::process::Stdio::null()).output().unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    // Without the variable, the registry's entry: the tag verifies.
+    let (code, out, err) = verify(None);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), image.digest);
+    // With the variable (pointing elsewhere), the variable wins.
+    let (code, _, err) = verify(Some("https://127.0.0.1:9"));
+    assert_ne!(code, 0);
+    assert!(err.contains("127.0.0.1:9"), "{err}");
+}

@@ -44,8 +44,9 @@ impl Context {
         }
     }
 
-    /// The trust server for an image, as docker picks it: `DOCKER_CONTENT_TRUST_SERVER`
-    /// (https only), Docker Hub's notary, or `https://<registry host>`.
+    /// The trust server for an image: `DOCKER_CONTENT_TRUST_SERVER` (https only), else
+    /// the registry's entry in `[trust_servers]` of `notarium.toml`, else as docker picks
+    /// it: Docker Hub's notary, or `https://<registry host>`.
     pub fn trust_server_url(&self, r: &Reference) -> Result<String> {
         if let Some(s) = &self.trust_server {
             let ok = s
@@ -57,6 +58,14 @@ impl Context {
                 )));
             }
             return Ok(s.trim_end_matches('/').to_owned());
+        }
+        if let Some(url) = self
+            .pins
+            .as_ref()
+            .ok()
+            .and_then(|p| p.trust_servers.get(&r.domain))
+        {
+            return Ok(url.trim_end_matches('/').to_owned());
         }
         if r.domain == registry::reference::DEFAULT_DOMAIN {
             return Ok(DOCKER_HUB_NOTARY.to_owned());

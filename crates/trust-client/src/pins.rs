@@ -12,6 +12,14 @@
 //!
 //! The most specific prefix wins. A key ID matches a root key by its own ID or by the
 //! ID of the plain key inside its certificate (the same across certificate renewals).
+//!
+//! The same file maps registries to their trust servers (`DOCKER_CONTENT_TRUST_SERVER`,
+//! when set, still wins for every registry):
+//!
+//! ```toml
+//! [trust_servers]
+//! "registry.example.com" = "https://notary.example.com"
+//! ```
 
 use std::path::{Path, PathBuf};
 
@@ -28,6 +36,8 @@ struct File {
     disable_tofu: bool,
     #[serde(default)]
     pin: Vec<PinEntry>,
+    #[serde(default)]
+    trust_servers: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -44,6 +54,8 @@ pub struct Pins {
     pub path: PathBuf,
     pub disable_tofu: bool,
     entries: Vec<PinEntry>,
+    /// `[trust_servers]`: registry host (`host[:port]`) → trust server URL (https).
+    pub trust_servers: std::collections::BTreeMap<String, String>,
 }
 
 /// What a repository is held to.
@@ -93,10 +105,22 @@ impl Pins {
                 }
             }
         }
+        for (host, url) in &f.trust_servers {
+            let ok = url
+                .strip_prefix("https://")
+                .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
+            if !ok {
+                return Err(format!(
+                    "{}: [trust_servers] {host}: valid https URL required for trust server, got {url}",
+                    path.display()
+                ));
+            }
+        }
         Ok(Pins {
             path,
             disable_tofu: f.disable_tofu,
             entries: f.pin,
+            trust_servers: f.trust_servers,
         })
     }
 
@@ -191,6 +215,17 @@ mod tests {
             .unwrap_err()
             .contains("not a key ID"));
         assert!(pins("disable_tofu = 1\n").is_err());
+        assert!(
+            pins("[trust_servers]\n\"reg.example.com\" = \"http://notary\"\n")
+                .unwrap_err()
+                .contains("valid https URL required")
+        );
+        let t =
+            pins("[trust_servers]\n\"reg.example.com:5000\" = \"https://notary:4443\"\n").unwrap();
+        assert_eq!(
+            t.trust_servers["reg.example.com:5000"],
+            "https://notary:4443"
+        );
         assert!(
             pins("[[pin]]\nprefix = \"x\"\nroot_keys = []\nca = \"x.pem\"\nextra = 1\n").is_err()
         );
