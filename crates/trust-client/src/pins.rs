@@ -8,6 +8,9 @@
 //! [[pin]]
 //! prefix = "registry.example.com/team"   # a registry host or repository prefix
 //! root_keys = ["9a131c8e…"]              # as `docker trust inspect` lists them
+//! [[pin]]
+//! prefix = "registry.example.com/corp"
+//! ca = "corp-root-ca.pem"                 # root certificates issued under this CA
 //! ```
 //!
 //! The most specific prefix wins. A key ID matches a root key by its own ID or by the
@@ -46,6 +49,12 @@ pub struct PinEntry {
     pub prefix: String,
     #[serde(default)]
     pub root_keys: Vec<String>,
+    /// A PEM file of CA certificates (relative to the configuration directory): a root
+    /// certificate issued under one of them is pinned.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    #[serde(skip)]
+    ca_certs: Vec<Vec<u8>>,
 }
 
 /// The pins of one configuration directory.
@@ -83,14 +92,30 @@ impl Pins {
             }
             Err(e) => return Err(format!("{}: {e}", path.display())),
         };
-        let f: File = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut f: File = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        for p in &mut f.pin {
+            if let Some(ca) = &p.ca {
+                let file = config_dir.join(ca);
+                let pem = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+                let certs = tuf::x509::parse_pem_chain(&pem)
+                    .map_err(|e| format!("{}: {e}", file.display()))?;
+                if let Some(c) = certs.iter().find(|c| !c.is_ca) {
+                    return Err(format!(
+                        "{}: {:?} is not a CA certificate",
+                        file.display(),
+                        c.common_name.as_deref().unwrap_or("")
+                    ));
+                }
+                p.ca_certs = certs.into_iter().map(|c| c.der).collect();
+            }
+        }
         for p in &f.pin {
             if p.prefix.trim_matches('/').is_empty() {
                 return Err(format!("{}: a [[pin]] needs a prefix", path.display()));
             }
-            if p.root_keys.is_empty() {
+            if p.root_keys.is_empty() && p.ca.is_none() {
                 return Err(format!(
-                    "{}: the [[pin]] for {} names no root_keys",
+                    "{}: the [[pin]] for {} names no root_keys and no ca",
                     path.display(),
                     p.prefix
                 ));
@@ -150,6 +175,7 @@ impl Pins {
                         // Checked when the file was read.
                         .filter_map(|id| tuf::KeyId::new(&id.to_ascii_lowercase()).ok())
                         .collect(),
+                    ca_certs: p.ca_certs.clone(),
                 },
             },
             None if self.disable_tofu => Decision::Refused,

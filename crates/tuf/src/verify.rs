@@ -198,9 +198,13 @@ fn check_expiry<T: Role>(meta: &Metadata<T>, role: &str, checks: Checks) -> Resu
 /// be among these key IDs. A root certificate key matches by its own ID (as root.json and
 /// `docker trust inspect` name it) or by the ID of the plain key inside it, which stays
 /// the same when the certificate is renewed for the same key.
+///
+/// Or by CA: a root certificate whose chain (the certificates of its key, leaf first)
+/// leads by valid signatures to one of `ca_certs` (DER) is pinned.
 #[derive(Debug, Clone, Default)]
 pub struct Pinning {
     pub root_key_ids: Vec<KeyId>,
+    pub ca_certs: Vec<Vec<u8>>,
 }
 
 impl Pinning {
@@ -209,6 +213,28 @@ impl Pinning {
             || key
                 .canonical_id()
                 .is_ok_and(|id| self.root_key_ids.contains(&id))
+            || self.chains_to_a_ca(key)
+    }
+
+    fn chains_to_a_ca(&self, key: &PublicKey) -> bool {
+        if self.ca_certs.is_empty() {
+            return false;
+        }
+        let Ok(chain) = x509::parse_pem_chain(key.public_bytes()) else {
+            return false;
+        };
+        // Up the chain while each certificate is signed by the next; any step that a
+        // pinned CA signed ends it.
+        for (i, c) in chain.iter().enumerate() {
+            if self.ca_certs.iter().any(|ca| x509::signed_by(&c.der, ca)) {
+                return true;
+            }
+            match chain.get(i + 1) {
+                Some(next) if x509::signed_by(&c.der, &next.der) => {}
+                _ => return false,
+            }
+        }
+        false
     }
 }
 

@@ -108,6 +108,35 @@ pub fn parse_cert(der: &[u8]) -> Result<CertInfo, String> {
     })
 }
 
+/// Whether certificate `der` carries a valid signature by the key of certificate
+/// `issuer_der` (ECDSA P-256/P-384 with SHA-256/384, RSA PKCS#1 v1.5 with SHA-256/384/512;
+/// SHA-1 is never accepted), and `issuer_der` is a CA certificate.
+pub fn signed_by(der: &[u8], issuer_der: &[u8]) -> bool {
+    use aws_lc_rs::signature as sig;
+    let (Ok((_, cert)), Ok((_, issuer))) = (
+        X509Certificate::from_der(der),
+        X509Certificate::from_der(issuer_der),
+    ) else {
+        return false;
+    };
+    if !issuer.is_ca() || cert.issuer() != issuer.subject() {
+        return false;
+    }
+    let alg: &dyn sig::VerificationAlgorithm =
+        match cert.signature_algorithm.algorithm.to_id_string().as_str() {
+            "1.2.840.10045.4.3.2" => &sig::ECDSA_P256_SHA256_ASN1,
+            "1.2.840.10045.4.3.3" => &sig::ECDSA_P384_SHA384_ASN1,
+            "1.2.840.113549.1.1.11" => &sig::RSA_PKCS1_2048_8192_SHA256,
+            "1.2.840.113549.1.1.12" => &sig::RSA_PKCS1_2048_8192_SHA384,
+            "1.2.840.113549.1.1.13" => &sig::RSA_PKCS1_2048_8192_SHA512,
+            _ => return false,
+        };
+    let key = &issuer.public_key().subject_public_key.data;
+    sig::UnparsedPublicKey::new(alg, key.as_ref())
+        .verify(cert.tbs_certificate.as_ref(), &cert.signature_value.data)
+        .is_ok()
+}
+
 /// Parse a PEM bundle that must hold only `CERTIFICATE` blocks.
 pub fn parse_pem_chain(pem_text: &[u8]) -> Result<Vec<CertInfo>, String> {
     let blocks = pem::parse_many(pem_text).map_err(|e| format!("bad certificate PEM: {e}"))?;

@@ -425,9 +425,11 @@ fn root_pinning() {
     let pinned = root.signed().roles["root"].keyids.clone();
     let ok = verify::Pinning {
         root_key_ids: pinned,
+        ..Default::default()
     };
     let wrong = verify::Pinning {
         root_key_ids: vec![KeyId::new(&"0".repeat(64)).unwrap()],
+        ..Default::default()
     };
     let opts = |p| RootChecks {
         checks: Checks::at(now()),
@@ -440,6 +442,7 @@ fn root_pinning() {
     let cert_key = &root.signed().keys[&root.signed().roles["root"].keyids[0]];
     let canonical = verify::Pinning {
         root_key_ids: vec![cert_key.canonical_id().unwrap()],
+        ..Default::default()
     };
     assert_ne!(&canonical.root_key_ids[0], cert_key.id());
     verify::verify_root(root.clone(), &gun, None, opts(&canonical)).unwrap();
