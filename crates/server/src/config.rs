@@ -31,6 +31,9 @@ pub struct FileConfig {
     pub max_version_jump: Option<u64>,
     pub cache_current_secs: Option<u32>,
     pub cache_consistent_secs: Option<u32>,
+    /// How often the server renews, without waiting for a read, the timestamps (and the
+    /// snapshots it holds the key for) that expire within three days (default 3600).
+    pub timestamp_refresh_secs: Option<u64>,
     /// `text` (default) or `json`.
     pub log_format: Option<String>,
     pub auth: Option<crate::auth::settings::AuthFile>,
@@ -199,6 +202,8 @@ pub struct ServerConfig {
     pub max_upload_bytes: u64,
     pub max_version_jump: u64,
     pub cache_current_secs: u32,
+    /// See [`FileConfig::timestamp_refresh_secs`].
+    pub timestamp_refresh_every: Duration,
     pub cache_consistent_secs: u32,
     pub auth: AuthSettings,
     pub limits: Limits,
@@ -239,6 +244,7 @@ impl Default for ServerConfig {
             max_upload_bytes: DEFAULT_MAX_UPLOAD,
             max_version_jump: tuf::upload::Limits::default().max_version_jump,
             cache_current_secs: 300,
+            timestamp_refresh_every: Duration::from_secs(3600),
             cache_consistent_secs: 2_592_000,
             auth: AuthSettings::default(),
             limits: Limits::default(),
@@ -288,6 +294,10 @@ impl ServerConfig {
         }
         if let Some(v) = f.max_version_jump {
             self.max_version_jump = v.max(1);
+        }
+        if let Some(v) = f.timestamp_refresh_secs {
+            // At least a second, at most a day (the renewal window is three days).
+            self.timestamp_refresh_every = Duration::from_secs(v.clamp(1, 86_400));
         }
         if let Some(v) = f.cache_current_secs {
             self.cache_current_secs = v.min(31_536_000);

@@ -449,23 +449,26 @@ where
 }
 
 /// What the running server does on its own: removes upload sessions idle past
-/// `upload_expiry_secs`, reclaims server keys never used by a first update, and probes
-/// whether storage can be written.
+/// `upload_expiry_secs`, reclaims server keys never used by a first update, renews
+/// timestamps before they expire (every `timestamp_refresh_secs`), and probes whether
+/// storage can be written.
 async fn maintenance(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
     use tokio::time::Instant;
     let l = &app.config.limits;
     let sweep_every = (l.upload_expiry / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
     let keys_every =
         (l.unused_key_expiry / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    let refresh_every = app.config.timestamp_refresh_every;
     let start = Instant::now();
-    let (mut sweep, mut keys, mut probe) = (
+    let (mut sweep, mut keys, mut probe, mut refresh) = (
         start + sweep_every,
         start + keys_every,
         start + app.health.next_probe(),
+        start + refresh_every,
     );
     loop {
         tokio::select! {
-            () = tokio::time::sleep_until(sweep.min(keys).min(probe)) => {}
+            () = tokio::time::sleep_until(sweep.min(keys).min(probe).min(refresh)) => {}
             // A write just failed: probe now, then every second until it passes.
             () = app.health.changed.notified() => probe = Instant::now(),
             _ = stop.changed() => return,
@@ -489,6 +492,19 @@ async fn maintenance(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>
                 Err(e) => tracing::warn!("reclaiming unused server keys: {e}"),
             }
             keys = now + keys_every;
+        }
+        if now >= refresh {
+            // Read-only while storage cannot be written: nothing to renew into.
+            if app.health.failing().is_none() {
+                match app.trust.refresh_expiring().await {
+                    Ok((_, 0)) => {}
+                    Ok((seen, n)) => {
+                        tracing::info!("renewed the timestamps of {n} of {seen} repositories")
+                    }
+                    Err(e) => tracing::warn!("renewing timestamps: {e}"),
+                }
+            }
+            refresh = Instant::now() + refresh_every;
         }
         if now >= probe {
             app.health.probe().await;

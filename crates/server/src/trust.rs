@@ -607,6 +607,31 @@ impl TrustService {
         Ok(())
     }
 
+    /// Renew, without waiting for a read, every timestamp (and server-held snapshot)
+    /// that expires within [`REFRESH_BEFORE_SECS`]: a mirror or a cache in front of the
+    /// server then never holds an expired one either. Returns (repositories looked at,
+    /// renewed); a repository that fails is logged and skipped.
+    pub async fn refresh_expiring(&self) -> Result<(usize, usize), StorageError> {
+        let (mut seen, mut renewed) = (0, 0);
+        let mut after = String::new();
+        loop {
+            let guns = self.storage.repositories(&after, 500).await?;
+            let Some(last) = guns.last() else {
+                return Ok((seen, renewed));
+            };
+            after = last.as_str().to_owned();
+            for gun in &guns {
+                seen += 1;
+                let before = self.storage.head(gun).await?;
+                match self.timestamp(gun).await {
+                    Ok(f) if Some(f.version) != before => renewed += 1,
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("renewing the timestamp of {gun}: {e:?}"),
+                }
+            }
+        }
+    }
+
     /// Delete the server keys of repositories that asked for them (`GET <role>.key`) more
     /// than `max_age_secs` ago and never got a first update. How many repositories.
     pub async fn reclaim_unused_keys(&self, max_age_secs: i64) -> Result<usize, StorageError> {

@@ -439,6 +439,53 @@ fn timestamps_and_server_snapshots_are_renewed_when_read() {
     );
 }
 
+/// The server renews an expiring timestamp by itself, without a read of it: a mirror or
+/// cache in front of it never holds an expired one. Seen through the changefeed (which
+/// is not a timestamp read): a new timestamp version appears once the clock is inside
+/// the three-day window, and not before.
+#[test]
+fn the_server_renews_expiring_timestamps_without_a_read() {
+    let clock = Arc::new(FixedClock::new(tuf::Clock::now(&tuf::SystemClock)));
+    let s = TestServer::start_with(Options {
+        clock: clock.clone(),
+        configure: Box::new(|c| c.timestamp_refresh_every = std::time::Duration::from_millis(100)),
+        ..Default::default()
+    });
+    let gun_b = "registry.example.com/routes/other";
+    for gun in [GUN, gun_b] {
+        TestRepo::new(&s, gun).publish_init(&s);
+    }
+    let versions = |gun: &str| -> Vec<u64> {
+        s.get(&format!("/v2/{gun}/_trust/changefeed?records=100"))
+            .json()["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["Version"].as_u64().unwrap())
+            .collect()
+    };
+    let wait_for = |gun: &str, want: &[u64]| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while versions(gun) != want && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert_eq!(versions(gun), want, "{gun}");
+    };
+    // Ten days on (four left of fourteen): nothing to renew.
+    clock.advance_secs(10 * 86_400);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(versions(GUN), [1]);
+    // Twelve days on: both repositories get a new timestamp, once each.
+    clock.advance_secs(2 * 86_400);
+    wait_for(GUN, &[1, 2]);
+    wait_for(gun_b, &[1, 2]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(versions(GUN), [1, 2], "renewed once, not on every pass");
+    let ts = Metadata::<Timestamp>::parse("t", s.get_file(GUN, "timestamp.json").body).unwrap();
+    assert_eq!(ts.signed().version, 2);
+    assert!(clock_now(&clock).secs_until(&ts.signed().expires) > 13 * 86_400);
+}
+
 fn clock_now(c: &FixedClock) -> tuf::DateTime {
     tuf::Clock::now(c)
 }

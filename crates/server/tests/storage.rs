@@ -110,6 +110,7 @@ suite!(
     a_commit_after_a_failed_one_is_skipped,
     files_by_version_and_checksum_with_the_clocks_time,
     the_current_files_of_several_roles_in_one_read,
+    every_repository_in_pages,
     the_changefeed_pages_both_ways_and_records_deletions,
     changefeed_ids_follow_commit_order_across_servers,
     server_keys_pending_keys_and_reclaim,
@@ -414,6 +415,40 @@ async fn the_current_files_of_several_roles_in_one_read(b: Backend) {
         .await
         .unwrap()
         .is_empty());
+}
+
+async fn every_repository_in_pages(b: Backend) {
+    let s = b.open().await;
+    let names = [
+        "example.com/c",
+        "example.com/a",
+        "example.com/b/x",
+        "example.com/b",
+    ];
+    for n in names {
+        publish(&s, n, 2).await;
+    }
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = s.trust.repositories(&after, 3).await.unwrap();
+        assert!(page.len() <= 3);
+        let Some(last) = page.last() else { break };
+        after = last.as_str().to_owned();
+        seen.extend(page.iter().map(|g| g.as_str().to_owned()));
+    }
+    let mut want: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    want.sort();
+    assert_eq!(seen, want, "each once, in order");
+    s.trust
+        .delete_repository(&gun("example.com/b"))
+        .await
+        .unwrap();
+    let all = s.trust.repositories("", 100).await.unwrap();
+    assert!(
+        !all.iter().any(|g| g.as_str() == "example.com/b"),
+        "{all:?}"
+    );
 }
 
 async fn the_changefeed_pages_both_ways_and_records_deletions(b: Backend) {

@@ -199,6 +199,9 @@ pub trait Storage: Send + Sync + 'static {
     /// The current timestamp version of a repository (one indexed lookup; what a cached
     /// timestamp is checked against when other servers may write).
     async fn head(&self, gun: &Gun) -> Result<Option<u64>>;
+    /// Up to `limit` repositories with trust data whose names sort after `after`, in
+    /// order (keyset paging over every repository).
+    async fn repositories(&self, after: &str, limit: usize) -> Result<Vec<Gun>>;
     /// Whether other server processes may write this storage too (caches must then be
     /// checked against it before they are trusted).
     fn shared(&self) -> bool;

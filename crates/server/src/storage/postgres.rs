@@ -681,6 +681,22 @@ impl Storage for PgStorage {
             .ok_or_else(|| StorageError::Db(format!("setting {name} vanished")))
     }
 
+    async fn repositories(&self, after: &str, limit: usize) -> Result<Vec<Gun>> {
+        let rows = sqlx::query("SELECT gun FROM repositories WHERE gun > $1 ORDER BY gun LIMIT $2")
+            .bind(after)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let g: String = r.try_get(0)?;
+            if let Ok(g) = Gun::new(&g) {
+                out.push(g);
+            }
+        }
+        Ok(out)
+    }
+
     async fn head(&self, gun: &Gun) -> Result<Option<u64>> {
         let v: Option<i64> = sqlx::query_scalar("SELECT head FROM repositories WHERE gun = $1")
             .bind(gun.as_str())

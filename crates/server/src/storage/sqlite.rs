@@ -643,6 +643,24 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn repositories(&self, after: &str, limit: usize) -> Result<Vec<Gun>> {
+        let after = after.to_owned();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT DISTINCT gun FROM tuf_files WHERE gun > ?1 ORDER BY gun LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![after, limit as i64], |r| r.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for g in rows {
+                if let Ok(g) = Gun::new(&g?) {
+                    out.push(g);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn head(&self, gun: &Gun) -> Result<Option<u64>> {
         let g = gun.to_string();
         self.read(move |c| Ok(head(c, &g)?)).await
