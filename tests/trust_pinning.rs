@@ -142,11 +142,28 @@ fn pinned_roots_are_verified_and_unpinned_ones_said_or_refused() {
     );
     assert_eq!(verify(&frank).code, 0);
 
+    // The root certificate renewed for the same key: the pinned client reads on (the key
+    // it pinned, under a new certificate), and so does a new client pinned the same way.
+    let r = ok(&alice, &["trust", "key", "rotate", &repo, "root"]);
+    assert!(
+        r.stdout.contains("renewed the root certificate"),
+        "{}",
+        r.stdout
+    );
+    let renewed = root_keys(&alice, &repo);
+    assert_ne!(renewed, root, "a new certificate, a new key ID");
+    let r = verify(&carol);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout.trim(), image.digest);
+
     // The root rotated to a new key: the client pinned to the old one refuses it (even
     // with the old root cached); a pin of the new key reads it.
-    ok(&alice, &["trust", "key", "rotate", &repo, "root"]);
+    ok(
+        &alice,
+        &["trust", "key", "rotate", "--new-key", &repo, "root"],
+    );
     let new_root = root_keys(&alice, &repo);
-    assert_ne!(new_root, root);
+    assert_ne!(new_root, renewed);
     let r = verify(&carol);
     assert_ne!(r.code, 0, "{}", r.stdout);
     assert!(r.stderr.contains("pinned"), "{}", r.stderr);

@@ -106,7 +106,10 @@ fn every_top_level_key_rotates_and_docker_keeps_reading() {
     assert_eq!(root_version(&server, gun), 1);
 
     // Root: a new root key, the new root signed by the old and the new one.
-    let r = notarium(&alice, &["trust", "key", "rotate", gun, "root"]);
+    let r = notarium(
+        &alice,
+        &["trust", "key", "rotate", "--new-key", gun, "root"],
+    );
     assert_eq!(
         r.stdout,
         format!("Successfully rotated root key for repository {gun}\n")
@@ -263,4 +266,96 @@ fn every_top_level_key_rotates_and_docker_keeps_reading() {
         "{}",
         r.stderr
     );
+}
+
+/// Three root renewals in a row (a new certificate for the same root key each time, the
+/// way out of an expiring root): clients that cached root v1, v2 or v4, a new client, and
+/// the docker CLI (with the v1 cache and without one) all read the repository and its
+/// tags, and signing goes on.
+#[test]
+fn three_root_renewals_are_walked_by_every_client() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::start();
+    let registry = Distribution::start();
+    let user = |name: &str| {
+        let d = tmp.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let u = Docker::new(&d, &server.url);
+        server.install_ca_for_docker(&u.config);
+        u
+    };
+    let alice = user("alice");
+    let repo = format!("{}/renew/app", registry.addr);
+    let gun = repo.as_str();
+    let v1 = push_image(&registry.url(), "renew/app", "v1", "v1");
+    let v2 = push_image(&registry.url(), "renew/app", "v2", "v2");
+    notarium(&alice, &["trust", "key", "generate", "alice", "--dir", "."]);
+    notarium(
+        &alice,
+        &["trust", "signer", "add", "--key", "alice.pub", "alice", gun],
+    );
+    notarium(&alice, &["trust", "sign", &format!("{repo}:v1")]);
+    // Caches of root v1: the docker CLI's and another notarium user's.
+    let docker_v1 = user("docker-v1");
+    let (root_v1, _, tags) = docker_view(&docker_v1, gun);
+    assert_eq!(tags, vec![("v1".to_owned(), v1.hex().to_owned())]);
+    let bob = user("bob");
+    verify(&bob, gun, "v1", &v1);
+    let canonical = |id: &str| -> String {
+        let root = current_root(&server, gun);
+        let key = root
+            .signed()
+            .keys
+            .get(&tuf::KeyId::new(id).unwrap())
+            .unwrap()
+            .clone();
+        key.canonical_id().unwrap().to_string()
+    };
+    let root_key_v1 = canonical(&root_v1);
+    let mut carol = None;
+    for n in 2..=4 {
+        let r = notarium(&alice, &["trust", "key", "rotate", gun, "root"]);
+        assert!(
+            r.stdout.contains("renewed the root certificate"),
+            "{}",
+            r.stdout
+        );
+        assert_eq!(root_version(&server, gun), n);
+        if n == 2 {
+            // Carol caches root v2 on the way.
+            let c = user("carol");
+            verify(&c, gun, "v1", &v1);
+            carol = Some(c);
+        }
+    }
+    let carol = carol.unwrap();
+    // Every renewal certified the same key.
+    let (root_v4, _, _) = docker_view(&alice, gun);
+    assert_ne!(root_v4, root_v1, "a new certificate each time");
+    assert_eq!(canonical(&root_v4), root_key_v1, "the same root key");
+    // Signing goes on after the renewals; every client reads both tags.
+    notarium(&alice, &["trust", "sign", &format!("{repo}:v2")]);
+    let dave = user("dave");
+    for c in [&bob, &carol, &alice, &dave] {
+        verify(c, gun, "v1", &v1);
+        verify(c, gun, "v2", &v2);
+    }
+    for d in [&docker_v1, &user("docker-new")] {
+        let (root, _, tags) = docker_view(d, gun);
+        assert_eq!(root, root_v4);
+        assert_eq!(
+            tags,
+            vec![
+                ("v1".to_owned(), v1.hex().to_owned()),
+                ("v2".to_owned(), v2.hex().to_owned())
+            ]
+        );
+    }
+    // Every client now holds root v4.
+    for c in [&bob, &carol, &dave] {
+        let cached =
+            std::fs::read(c.config.join(format!("trust/tuf/{gun}/metadata/root.json"))).unwrap();
+        let cached = tuf::Metadata::<tuf::Root>::parse("root", cached).unwrap();
+        assert_eq!(cached.signed().version, 4);
+    }
 }

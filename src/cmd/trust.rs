@@ -96,6 +96,9 @@ enum KeyCommand {
         /// Let the trust server hold the new key (snapshot; timestamp always is).
         #[arg(long, short = 'r')]
         server: bool,
+        /// Root: a new root key (default: a new certificate for the same root key).
+        #[arg(long)]
+        new_key: bool,
     },
 }
 
@@ -136,9 +139,12 @@ pub fn run(args: TrustArgs) -> Result<(), String> {
         TrustCommand::Key(KeyCommand::Load { file, name }) => {
             ops::keys::load(&mut ctx, &mut out, &file, &name)
         }
-        TrustCommand::Key(KeyCommand::Rotate { repo, role, server }) => {
-            ops::rotate::rotate(&mut ctx, &mut out, &repo, &role, server)
-        }
+        TrustCommand::Key(KeyCommand::Rotate {
+            repo,
+            role,
+            server,
+            new_key,
+        }) => ops::rotate::rotate(&mut ctx, &mut out, &repo, &role, server, new_key),
         TrustCommand::Signer(SignerCommand::Add { keys, name, repos }) => {
             ops::signer::add(&mut ctx, &mut out, &mut err, &name, &keys, &repos)
         }

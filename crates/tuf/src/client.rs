@@ -356,8 +356,26 @@ impl<'a, R: Remote, L: Local> Client<'a, R, L> {
             .map_err(tuf_err)?;
         }
         // The new root is reached through the chain and, when a pin applies, must be
-        // pinned too (a rotation to a key outside the pin is refused).
-        let v = verify::verify_root(new, &self.gun, Some(&prev), strict).map_err(tuf_err)?;
+        // pinned too (a rotation to a key outside the pin is refused). A pinned root key
+        // stays pinned under a renewed certificate: the plain key inside a pinned
+        // certificate of the trusted root is pinned as well.
+        let renewed = pinning.clone().map(|mut p| {
+            for root in [trusted.signed(), prev.signed()] {
+                for id in p.root_key_ids.clone() {
+                    if let Some(c) = root.keys.get(&id).and_then(|k| k.canonical_id().ok()) {
+                        if !p.root_key_ids.contains(&c) {
+                            p.root_key_ids.push(c);
+                        }
+                    }
+                }
+            }
+            p
+        });
+        let chained = RootChecks {
+            pinning: renewed.as_ref(),
+            ..strict
+        };
+        let v = verify::verify_root(new, &self.gun, Some(&prev), chained).map_err(tuf_err)?;
         // Rotated timestamp or snapshot keys: their old versions no longer bind
         // (fast-forward recovery). Forget the cached ones.
         for role in ["timestamp", "snapshot"] {

@@ -1,6 +1,10 @@
 //! `trust key rotate REPO ROLE`: replace a top-level role's key (docker has no such command;
 //! notary's `key rotate` does the same on the wire). Root is re-signed with the old and the
 //! new keys, so clients that trust the old root accept the new one.
+//!
+//! For root the default is a renewal: a new ten-year certificate for the same root key
+//! (the way out of an expiring or expired root certificate, which every client that
+//! cached an earlier root walks to); `--new-key` replaces the key itself.
 
 use std::io::Write;
 
@@ -22,11 +26,17 @@ pub fn rotate(
     image: &str,
     role: &str,
     server_managed: bool,
+    new_key: bool,
 ) -> Result<()> {
     if !matches!(role, "root" | "targets" | "snapshot" | "timestamp") {
         return Err(TrustError::Usage(format!(
             "cannot rotate {role:?}: choose root, targets, snapshot or timestamp"
         )));
+    }
+    if new_key && role != "root" {
+        return Err(TrustError::Usage(
+            "--new-key is for root (every other rotation makes a new key)".into(),
+        ));
     }
     if matches!(role, "root" | "targets") && server_managed {
         return Err(TrustError::Usage(format!(
@@ -67,7 +77,13 @@ pub fn rotate(
     let mut local_snapshot: Option<(PrivateKey, tuf::Snapshot)> = None;
     match role {
         "root" => {
-            let key = keyring.generate(&mut ctx.passphrases, "root", None)?;
+            // A renewal certifies the root key this client holds again; --new-key makes one.
+            let key = if new_key {
+                keyring.generate(&mut ctx.passphrases, "root", None)?
+            } else {
+                // The same key again (it signs under its old and its new certificate).
+                PrivateKey::from_pkcs8_der(&signers[0].1.to_pkcs8_der())?
+            };
             let cert =
                 keys::cert::root_certificate(&key, &repo.gun, now, keys::cert::ROOT_CERT_DAYS)?;
             edit::set_root_role(&mut root, "root", std::slice::from_ref(&cert), 1);
@@ -140,10 +156,18 @@ pub fn rotate(
     } else {
         ""
     };
-    let _ = writeln!(
-        out,
-        "Successfully rotated {role} key for repository {}{where_}",
-        repo.gun
-    );
+    if role == "root" && !new_key {
+        let _ = writeln!(
+            out,
+            "Successfully renewed the root certificate for repository {} (same root key)",
+            repo.gun
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "Successfully rotated {role} key for repository {}{where_}",
+            repo.gun
+        );
+    }
     Ok(())
 }
