@@ -28,10 +28,20 @@ enum TrustCommand {
     /// Sign an image (no daemon needed: the registry says what the tag points at).
     Sign {
         /// IMAGE:TAG, or IMAGE@sha256:… with --tag.
-        image: String,
+        #[arg(required_unless_present_any = ["add_signature", "publish"])]
+        image: Option<String>,
         /// The tag to sign a digest reference as.
         #[arg(long)]
         tag: Option<String>,
+        /// Threshold signing: write the signed change to FILE instead of uploading it.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["add_signature", "publish"])]
+        stage: Option<PathBuf>,
+        /// Threshold signing: add this signer's signatures to a staged FILE.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["image", "publish"])]
+        add_signature: Option<PathBuf>,
+        /// Threshold signing: upload a staged FILE once its threshold is met.
+        #[arg(long, value_name = "FILE", conflicts_with = "image")]
+        publish: Option<PathBuf>,
     },
     /// Return low-level information about keys and signatures.
     Inspect {
@@ -109,6 +119,10 @@ enum SignerCommand {
         /// Path to the signer's public key file (repeatable).
         #[arg(long = "key", required = true, value_name = "FILE")]
         keys: Vec<PathBuf>,
+        /// How many of the signer's keys must sign (its role and releases); see
+        /// `trust sign --stage`.
+        #[arg(long, value_name = "N")]
+        threshold: Option<u64>,
         name: String,
         #[arg(required = true, value_name = "REPOSITORY")]
         repos: Vec<String>,
@@ -145,19 +159,35 @@ pub fn run(args: TrustArgs) -> Result<(), String> {
             server,
             new_key,
         }) => ops::rotate::rotate(&mut ctx, &mut out, &repo, &role, server, new_key),
-        TrustCommand::Signer(SignerCommand::Add { keys, name, repos }) => {
-            ops::signer::add(&mut ctx, &mut out, &mut err, &name, &keys, &repos)
-        }
+        TrustCommand::Signer(SignerCommand::Add {
+            keys,
+            name,
+            repos,
+            threshold,
+        }) => ops::signer::add(
+            &mut ctx, &mut out, &mut err, &name, &keys, &repos, threshold,
+        ),
         TrustCommand::Signer(SignerCommand::Remove { force, name, repos }) => ops::signer::remove(
             &mut ctx, &mut out, &mut err, &mut input, &name, &repos, force,
         ),
-        TrustCommand::Sign { image, tag } => ops::sign::sign(
+        TrustCommand::Sign {
+            add_signature: Some(file),
+            ..
+        } => ops::staged::add_signature(&mut ctx, &mut out, &file),
+        TrustCommand::Sign {
+            publish: Some(file),
+            ..
+        } => ops::staged::publish(&mut ctx, &mut out, &file),
+        TrustCommand::Sign {
+            image, tag, stage, ..
+        } => ops::sign::sign(
             &mut ctx,
             &mut out,
             &ops::sign::SignRequest {
-                image,
+                image: image.unwrap_or_default(),
                 tag,
                 target: None,
+                stage,
             },
         ),
         TrustCommand::Inspect {

@@ -82,6 +82,7 @@ pub fn push(ctx: &mut Context, out: &mut dyn Write, req: &PushRequest) -> Result
             image: named.familiar(),
             tag: None,
             target: Some(target),
+            stage: None,
         },
     )
 }

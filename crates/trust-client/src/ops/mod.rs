@@ -6,4 +6,5 @@ pub mod keys;
 pub mod rotate;
 pub mod sign;
 pub mod signer;
+pub mod staged;
 pub mod status;

@@ -25,6 +25,9 @@ pub struct SignRequest {
     /// What the tag is, when the caller knows (a trusted push just uploaded it): then
     /// the registry is not asked, and this is signed even over a released target.
     pub target: Option<FileMeta>,
+    /// `--stage FILE`: write the signed change there instead of uploading it (threshold
+    /// signing, see [`crate::ops::staged`]).
+    pub stage: Option<std::path::PathBuf>,
 }
 
 /// The roles docker signs into: every direct child of `targets` whose key is here and whose
@@ -147,6 +150,12 @@ pub fn sign(ctx: &mut Context, out: &mut dyn Write, req: &SignRequest) -> Result
     let keyring = Keyring::new(&ctx.config);
     let view = repo.view(ctx, true, Load::All)?;
     let Some(mut view) = view else {
+        if req.stage.is_some() {
+            return Err(TrustError::Usage(format!(
+                "{}: signing in steps needs an existing repository (add its signers first)",
+                repo.gun
+            )));
+        }
         // A new repository: initialize it and sign in one update.
         let target = match &req.target {
             Some(t) => t.clone(),
@@ -250,6 +259,11 @@ pub fn sign(ctx: &mut Context, out: &mut dyn Write, req: &SignRequest) -> Result
     let parts = apply(ctx, &mut view, &roles, |t| {
         edit::add_target(t, name.clone(), target.clone())
     })?;
+    if let Some(file) = &req.stage {
+        drop(view);
+        crate::ops::staged::stage(out, repo.gun.as_str(), &tag, &parts, file)?;
+        return crate::ops::staged::report_file(ctx, out, file);
+    }
     if !parts.is_empty() {
         repo.publish_update(ctx, view, &parts)
             .map_err(|e| sign_failed(&repo, &tag, e))?;

@@ -37,8 +37,12 @@ pub fn add(
     name: &str,
     key_files: &[PathBuf],
     repos: &[String],
+    threshold: Option<u64>,
 ) -> Result<()> {
     check_name(name)?;
+    if threshold == Some(0) {
+        return Err(TrustError::Usage("a threshold is at least 1".into()));
+    }
     if name == RELEASES {
         return Err(TrustError::Usage(
             "releases is a reserved keyword, use a different signer name".into(),
@@ -63,7 +67,7 @@ pub fn add(
     }
     each_repo(repos, err, "failed to add signer to", |r| {
         let _ = writeln!(out, "Adding signer \"{name}\" to {r}...");
-        add_one(ctx, out, name, &keys, r)?;
+        add_one(ctx, out, name, &keys, r, threshold)?;
         let _ = writeln!(out, "Successfully added signer: {name} to {r}\n");
         Ok(())
     })
@@ -105,6 +109,7 @@ fn add_one(
     name: &str,
     keys: &[PublicKey],
     arg: &str,
+    threshold: Option<u64>,
 ) -> Result<()> {
     let mut reference = Reference::parse(arg).map_err(|e| TrustError::Usage(e.to_string()))?;
     reference.tag = None;
@@ -121,6 +126,7 @@ fn add_one(
             let mut body = new.targets;
             edit::add_delegation(&mut body, &signer, keys, 1, &all);
             edit::add_delegation(&mut body, &releases, keys, 1, &all);
+            set_threshold(&mut body, &[&signer, &releases], threshold)?;
             let targets =
                 repo::sign_targets(&RoleName::targets(), body, 0, &[&new.targets_key], ctx)?;
             repo.publish(&[
@@ -133,11 +139,36 @@ fn add_one(
             let (mut body, v) = repo::current_or_new(&view, &RoleName::targets(), ctx);
             edit::add_delegation(&mut body, &signer, keys, 1, &all);
             edit::add_delegation(&mut body, &releases, keys, 1, &all);
+            set_threshold(&mut body, &[&signer, &releases], threshold)?;
             let refs: Vec<&keys::PrivateKey> = tkeys.iter().collect();
             let targets = repo::sign_targets(&RoleName::targets(), body, v, &refs, ctx)?;
             repo.publish_update(ctx, view, &[(RoleName::targets(), targets)])
         }
     }
+}
+
+/// `--threshold N`: how many of their keys must sign each of `roles` (the signer's role
+/// and releases). More than a role has keys would lock it: refused.
+fn set_threshold(
+    body: &mut tuf::Targets,
+    roles: &[&RoleName],
+    threshold: Option<u64>,
+) -> Result<()> {
+    let Some(n) = threshold else {
+        return Ok(());
+    };
+    for role in roles {
+        if let Some(d) = body.delegations.roles.iter_mut().find(|d| &&d.name == role) {
+            if n > d.keyids.len() as u64 {
+                return Err(TrustError::Usage(format!(
+                    "threshold {n} is more than the {} keys of {role}",
+                    d.keyids.len()
+                )));
+            }
+            d.threshold = n;
+        }
+    }
+    Ok(())
 }
 
 /// `trust signer remove [-f] NAME REPO…`.
