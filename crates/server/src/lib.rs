@@ -288,6 +288,26 @@ impl App {
                 )))
             }
         };
+        // A generated certificate was renewed above if it was near its end; one the
+        // operator gave can only be pointed out.
+        if files.ca.is_none() {
+            match tls::days_left(&files.cert) {
+                Some(n) if n < 0 => {
+                    tracing::warn!(
+                        "TLS certificate {} expired {} days ago",
+                        files.cert.display(),
+                        -n
+                    )
+                }
+                Some(n) if n < tls::RENEW_BEFORE_DAYS => {
+                    tracing::warn!(
+                        "TLS certificate {} expires in {n} days",
+                        files.cert.display()
+                    )
+                }
+                _ => {}
+            }
+        }
         let cfg = tls::server_config(&files)?;
         Ok(Some((files, cfg)))
     }

@@ -108,9 +108,14 @@ pub fn ensure_generated(dir: &Path, extra_sans: &[String]) -> Result<TlsFiles, T
         (cert, kp)
     };
 
+    // Re-issued too when it expires within RENEW_BEFORE_DAYS (the server holds the CA).
     let covered = crt.exists() && key.exists() && {
-        let have = cert_sans(&std::fs::read(&crt).map_err(io(&crt))?);
-        sans.iter().all(|s| have.contains(&normalize_san(s)))
+        let pem = std::fs::read(&crt).map_err(io(&crt))?;
+        let have = cert_sans(&pem);
+        let fresh = cert_not_after(&pem).is_some_and(|t| {
+            t - time::OffsetDateTime::now_utc() > time::Duration::days(RENEW_BEFORE_DAYS)
+        });
+        fresh && sans.iter().all(|s| have.contains(&normalize_san(s)))
     };
     if !covered {
         let kp = KeyPair::generate()?;
@@ -125,7 +130,7 @@ pub fn ensure_generated(dir: &Path, extra_sans: &[String]) -> Result<TlsFiles, T
         ];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
-        params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(825);
+        params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(SERVER_CERT_DAYS);
         let cert = params.signed_by(&kp, &ca_cert, &ca_kp)?;
         write_file(&key, &kp.serialize_pem(), true)?;
         write_file(&crt, &cert.pem(), false)?;
@@ -141,6 +146,26 @@ fn normalize_san(s: &str) -> String {
     s.parse::<IpAddr>()
         .map(|ip| ip.to_string())
         .unwrap_or_else(|_| s.to_ascii_lowercase())
+}
+
+/// Days a generated server certificate is valid (what browsers and Apple accept).
+pub const SERVER_CERT_DAYS: i64 = 825;
+
+/// A generated server certificate this close to its end is issued again at start.
+pub const RENEW_BEFORE_DAYS: i64 = 30;
+
+/// When a PEM certificate (the first of a chain) stops being valid.
+pub fn cert_not_after(pem_text: &[u8]) -> Option<time::OffsetDateTime> {
+    let p = pem::parse(pem_text).ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(p.contents()).ok()?;
+    time::OffsetDateTime::from_unix_timestamp(cert.validity().not_after.timestamp()).ok()
+}
+
+/// Days until the certificate in `path` expires (negative once expired); `None` when it
+/// cannot be read.
+pub fn days_left(path: &Path) -> Option<i64> {
+    let t = cert_not_after(&std::fs::read(path).ok()?)?;
+    Some((t - time::OffsetDateTime::now_utc()).whole_days())
 }
 
 /// The DNS names and IP addresses a PEM certificate is valid for.
@@ -195,4 +220,68 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsE
         .map_err(|e| TlsError::Invalid(format!("certificate and key: {e}")))?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Put a server certificate valid `days` more, from the directory's own CA, in place.
+    fn issue_for(dir: &Path, days: i64) {
+        let ca_kp =
+            KeyPair::from_pem(&std::fs::read_to_string(dir.join("ca.key")).unwrap()).unwrap();
+        let ca = CertificateParams::from_ca_cert_pem(
+            &std::fs::read_to_string(dir.join("ca.crt")).unwrap(),
+        )
+        .unwrap()
+        .self_signed(&ca_kp)
+        .unwrap();
+        let kp = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::default();
+        p.subject_alt_names = DEFAULT_SANS.iter().map(|s| san(s).unwrap()).collect();
+        p.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(800);
+        p.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(days);
+        let cert = p.signed_by(&kp, &ca, &ca_kp).unwrap();
+        std::fs::write(dir.join("server.key"), kp.serialize_pem()).unwrap();
+        std::fs::write(dir.join("server.crt"), cert.pem()).unwrap();
+    }
+
+    /// The server holds its CA: a generated certificate near its end is issued again when
+    /// the server starts (by the same CA, so clients that trust it notice nothing); one
+    /// with time left is kept.
+    #[test]
+    fn a_generated_certificate_near_its_end_is_renewed() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path();
+        ensure_generated(dir, &[]).unwrap();
+        let ca = std::fs::read(dir.join("ca.crt")).unwrap();
+        let left = days_left(&dir.join("server.crt")).unwrap();
+        assert!(
+            (SERVER_CERT_DAYS - 1..=SERVER_CERT_DAYS).contains(&left),
+            "{left}"
+        );
+
+        issue_for(dir, 100);
+        let kept = std::fs::read(dir.join("server.crt")).unwrap();
+        ensure_generated(dir, &[]).unwrap();
+        assert_eq!(
+            std::fs::read(dir.join("server.crt")).unwrap(),
+            kept,
+            "100 days left: kept"
+        );
+
+        issue_for(dir, 10);
+        ensure_generated(dir, &[]).unwrap();
+        let left = days_left(&dir.join("server.crt")).unwrap();
+        assert!(left >= SERVER_CERT_DAYS - 1, "renewed: {left} days left");
+        assert_eq!(
+            std::fs::read(dir.join("ca.crt")).unwrap(),
+            ca,
+            "by the same CA"
+        );
+        // Expired already: renewed as well.
+        issue_for(dir, -3);
+        ensure_generated(dir, &[]).unwrap();
+        assert!(days_left(&dir.join("server.crt")).unwrap() >= SERVER_CERT_DAYS - 1);
+    }
 }
