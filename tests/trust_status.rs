@@ -45,7 +45,7 @@ fn status_reports_expiry_and_gates_on_it() {
     let alice = Docker::new(tmp.path(), &server.url);
     server.install_ca_for_docker(&alice.config);
     let repo = format!("{}/status/app", registry.addr);
-    push_image(&registry.url(), "status/app", "v1", "v1");
+    let image = push_image(&registry.url(), "status/app", "v1", "v1");
     ok(&alice, &["trust", "key", "generate", "alice", "--dir", "."]);
     ok(
         &alice,
@@ -116,6 +116,50 @@ fn status_reports_expiry_and_gates_on_it() {
     let problem = v["repositories"][0]["problems"][0].as_str().unwrap();
     assert!(problem.contains("timestamp"), "{problem}");
     assert!(problem.contains("expired"), "{problem}");
+
+    // `trust renew`: everything alice holds keys for is signed again with fresh expiries
+    // (root: a new certificate for the same key); the tag still verifies.
+    let before = json(&ok(&alice, &["trust", "status", "--format", "json", &repo]));
+    let r = ok(&alice, &["trust", "renew", &repo]);
+    for line in [
+        "Renewed root",
+        "Renewed targets of",
+        "Renewed targets/alice",
+        "Renewed targets/releases",
+    ] {
+        assert!(r.stdout.contains(line), "{line}: {}", r.stdout);
+    }
+    let after = json(&ok(&alice, &["trust", "status", "--format", "json", &repo]));
+    let (b, a) = (&before["repositories"][0], &after["repositories"][0]);
+    for name in [
+        "root",
+        "targets",
+        "targets/alice",
+        "targets/releases",
+        "snapshot",
+        "timestamp",
+    ] {
+        let (rb, ra) = (role(b, name), role(a, name));
+        assert!(
+            ra["version"].as_u64() > rb["version"].as_u64(),
+            "{name}: {rb} -> {ra}"
+        );
+        assert!(ra["expires"].as_str() >= rb["expires"].as_str(), "{name}");
+    }
+    assert_ne!(
+        role(a, "root")["keys"][0]["id"],
+        role(b, "root")["keys"][0]["id"],
+        "a new root certificate"
+    );
+    let reader = Docker::new(&tmp.path().join("reader"), &server.url);
+    std::fs::create_dir_all(&reader.cwd).unwrap();
+    server.install_ca_for_docker(&reader.config);
+    assert_eq!(
+        ok(&reader, &["trust", "verify", &format!("{repo}:v1")])
+            .stdout
+            .trim(),
+        image.digest
+    );
 
     // A repository without trust data cannot be read: exit code 2 too.
     let r = notarium(

@@ -59,6 +59,12 @@ enum TrustCommand {
         #[arg(value_name = "IMAGE[:TAG]")]
         image: String,
     },
+    /// Sign again, with fresh expiries, everything of a repository this client holds keys
+    /// for (root: a new certificate for the same key); the server renews what it holds.
+    Renew {
+        #[arg(value_name = "REPOSITORY")]
+        repo: String,
+    },
     /// Show when each role, key and root certificate of repositories expires (every
     /// repository in the local trust cache when none is named). Exit code: 0 all well,
     /// 1 something expires within --warn-days, 2 something expired or cannot be read.
@@ -201,6 +207,7 @@ pub fn run(args: TrustArgs) -> Result<(), String> {
         TrustCommand::Revoke { yes, image } => {
             ops::sign::revoke(&mut ctx, &mut out, &mut input, &image, yes)
         }
+        TrustCommand::Renew { repo } => ops::renew::renew(&mut ctx, &mut out, &repo),
         TrustCommand::Status {
             warn_days,
             format,

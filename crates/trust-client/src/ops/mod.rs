@@ -3,6 +3,7 @@
 pub mod image;
 pub mod inspect;
 pub mod keys;
+pub mod renew;
 pub mod rotate;
 pub mod sign;
 pub mod signer;

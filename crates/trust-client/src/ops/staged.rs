@@ -42,7 +42,7 @@ struct StagedPart {
 
 /// A role's listed keys and threshold, from the role that delegates it (root for
 /// `targets`).
-fn role_keys(view: &View, role: &RoleName) -> Result<(Vec<PublicKey>, u64)> {
+pub fn listed_keys(view: &View, role: &RoleName) -> Result<(Vec<PublicKey>, u64)> {
     if role.as_str() == "targets" {
         let (r, ks) = view
             .root
@@ -147,7 +147,7 @@ fn check(s: &Staged, view: &View) -> Result<Vec<Checked>> {
                 meta.signed().version
             )));
         }
-        let (listed, threshold) = role_keys(view, &role)?;
+        let (listed, threshold) = listed_keys(view, &role)?;
         out.push(Checked {
             role,
             meta,
