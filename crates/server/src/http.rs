@@ -499,11 +499,26 @@ async fn health(app: &App) -> Response {
     if let Some(e) = blob_failure {
         failing.insert("Blob store operational".into(), e.into());
     }
+    // The served TLS certificate: past its end the server is down for every client that
+    // checks it; within the renewal window it is worth a look, but still up.
+    let mut notes = serde_json::Map::new();
+    if let Some(not_after) = app.tls_not_after.get() {
+        let left = not_after - app.trust.clock.now().unix_secs();
+        if left <= 0 {
+            failing.insert("TLS certificate".into(), "expired".into());
+        } else if left < crate::tls::RENEW_BEFORE_DAYS * 86_400 {
+            notes.insert(
+                "TLS certificate".into(),
+                format!("expires in {} days", left / 86_400).into(),
+            );
+        }
+    }
     let status = if failing.is_empty() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    failing.extend(notes);
     let mut r = (status, serde_json::Value::Object(failing).to_string()).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -177,6 +177,9 @@ pub struct App {
     pub health: health::Health,
     pub metrics: metrics::Metrics,
     pub config: ServerConfig,
+    /// When the TLS certificate being served stops being valid (unix seconds; set by
+    /// [`App::tls`]), for `/healthz`.
+    pub tls_not_after: std::sync::OnceLock<i64>,
     /// Held for the process's lifetime: one server per data directory.
     _lock: std::fs::File,
 }
@@ -264,6 +267,7 @@ impl App {
             health,
             metrics: metrics::Metrics::default(),
             config,
+            tls_not_after: std::sync::OnceLock::new(),
             _lock: lock,
         }))
     }
@@ -307,6 +311,12 @@ impl App {
                 }
                 _ => {}
             }
+        }
+        if let Some(t) = std::fs::read(&files.cert)
+            .ok()
+            .and_then(|pem| tls::cert_not_after(&pem))
+        {
+            let _ = self.tls_not_after.set(t.unix_timestamp());
         }
         let cfg = tls::server_config(&files)?;
         Ok(Some((files, cfg)))

@@ -486,6 +486,32 @@ fn the_server_renews_expiring_timestamps_without_a_read() {
     assert!(clock_now(&clock).secs_until(&ts.signed().expires) > 13 * 86_400);
 }
 
+/// `/healthz` names the served TLS certificate when it is inside the renewal window
+/// (still 200) and once it has expired (503, every client that checks it is locked out).
+#[test]
+fn health_shows_a_tls_certificate_near_or_past_its_end() {
+    let clock = Arc::new(FixedClock::new(tuf::Clock::now(&tuf::SystemClock)));
+    let s = TestServer::start_with(Options {
+        clock: clock.clone(),
+        ..Default::default()
+    });
+    let a = s.get("/healthz");
+    assert_eq!((a.status, a.text().as_str()), (200, "{}"));
+    // The generated certificate lives 825 days: 810 days on, 15 are left.
+    clock.advance_secs(810 * 86_400);
+    let a = s.get("/healthz");
+    assert_eq!(a.status, 200, "{}", a.text());
+    let note = a.json()["TLS certificate"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(note.starts_with("expires in 1"), "{}", a.text());
+    clock.advance_secs(20 * 86_400);
+    let a = s.get("/healthz");
+    assert_eq!(a.status, 503, "{}", a.text());
+    assert_eq!(a.json()["TLS certificate"], "expired");
+}
+
 fn clock_now(c: &FixedClock) -> tuf::DateTime {
     tuf::Clock::now(c)
 }

@@ -71,13 +71,16 @@ pub fn listed_keys(view: &View, role: &RoleName) -> Result<(Vec<PublicKey>, u64)
 
 /// Distinct listed keys that signed `m` (signatures checked).
 fn valid_signers(m: &Metadata<tuf::Targets>, role: &RoleName, listed: &[PublicKey]) -> Vec<KeyId> {
+    let keys: std::collections::BTreeMap<KeyId, PublicKey> =
+        listed.iter().map(|k| (k.id().clone(), k.clone())).collect();
     let mut ids: Vec<KeyId> = Vec::new();
     for k in listed {
         if ids.contains(k.id()) {
             continue;
         }
+        // One key at a time: whether it alone signed the body.
         let one = tuf::verify::RoleKeys {
-            keys: &listed.iter().map(|k| (k.id().clone(), k.clone())).collect(),
+            keys: &keys,
             keyids: std::slice::from_ref(k.id()),
             threshold: 1,
         };
