@@ -44,10 +44,7 @@ fn pinned_roots_are_verified_and_unpinned_ones_said_or_refused() {
     let server = TestServer::start();
     let registry = Distribution::start();
     let user = |name: &str, pins: &str| {
-        let dir = tmp.path().join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        let d = Docker::new(&dir, &server.url);
-        server.install_ca_for_docker(&d.config);
+        let d = server.user(tmp.path(), name);
         if !pins.is_empty() {
             std::fs::write(d.config.join("notarium.toml"), pins).unwrap();
         }
@@ -182,8 +179,7 @@ fn each_registry_has_its_trust_server_from_the_config_file() {
     let tmp = tempfile::tempdir().unwrap();
     let server = TestServer::start();
     let registry = Distribution::start();
-    let alice = Docker::new(tmp.path(), &server.url);
-    server.install_ca_for_docker(&alice.config);
+    let alice = server.user(tmp.path(), "alice");
     let repo = format!("{}/mapped/app", registry.addr);
     let image = push_image(&registry.url(), "mapped/app", "v1", "v1");
     ok(&alice, &["trust", "key", "generate", "alice", "--dir", "."]);

@@ -277,13 +277,7 @@ fn three_root_renewals_are_walked_by_every_client() {
     let tmp = tempfile::tempdir().unwrap();
     let server = TestServer::start();
     let registry = Distribution::start();
-    let user = |name: &str| {
-        let d = tmp.path().join(name);
-        std::fs::create_dir_all(&d).unwrap();
-        let u = Docker::new(&d, &server.url);
-        server.install_ca_for_docker(&u.config);
-        u
-    };
+    let user = |name: &str| server.user(tmp.path(), name);
     let alice = user("alice");
     let repo = format!("{}/renew/app", registry.addr);
     let gun = repo.as_str();

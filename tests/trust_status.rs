@@ -42,8 +42,7 @@ fn status_reports_expiry_and_gates_on_it() {
     let tmp = tempfile::tempdir().unwrap();
     let server = TestServer::start();
     let registry = Distribution::start();
-    let alice = Docker::new(tmp.path(), &server.url);
-    server.install_ca_for_docker(&alice.config);
+    let alice = server.user(tmp.path(), "alice");
     let repo = format!("{}/status/app", registry.addr);
     let image = push_image(&registry.url(), "status/app", "v1", "v1");
     ok(&alice, &["trust", "key", "generate", "alice", "--dir", "."]);
@@ -151,9 +150,7 @@ fn status_reports_expiry_and_gates_on_it() {
         role(b, "root")["keys"][0]["id"],
         "a new root certificate"
     );
-    let reader = Docker::new(&tmp.path().join("reader"), &server.url);
-    std::fs::create_dir_all(&reader.cwd).unwrap();
-    server.install_ca_for_docker(&reader.config);
+    let reader = server.user(tmp.path(), "reader");
     assert_eq!(
         ok(&reader, &["trust", "verify", &format!("{repo}:v1")])
             .stdout

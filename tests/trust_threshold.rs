@@ -26,13 +26,7 @@ fn two_of_three_signatures_release_a_tag() {
     let tmp = tempfile::tempdir().unwrap();
     let server = TestServer::start();
     let registry = Distribution::start();
-    let user = |name: &str| {
-        let dir = tmp.path().join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        let d = Docker::new(&dir, &server.url);
-        server.install_ca_for_docker(&d.config);
-        d
-    };
+    let user = |name: &str| server.user(tmp.path(), name);
     let repo = format!("{}/threshold/app", registry.addr);
     let image = push_image(&registry.url(), "threshold/app", "v1", "v1");
     let admin = user("admin");

@@ -224,6 +224,16 @@ impl TestServer {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::copy(self.ca.as_ref().expect("TLS server"), dir.join("ca.crt")).unwrap();
     }
+
+    /// A user of this trust server working in `base/name`: a docker configuration of its
+    /// own, with this server's CA installed.
+    pub fn user(&self, base: &Path, name: &str) -> crate::docker::Docker {
+        let dir = base.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = crate::docker::Docker::new(&dir, &self.url);
+        self.install_ca_for_docker(&d.config);
+        d
+    }
 }
 
 impl std::ops::Deref for TestServer {
