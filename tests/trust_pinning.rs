@@ -53,25 +53,17 @@ fn pinned_roots_are_verified_and_unpinned_ones_said_or_refused() {
     let repo = format!("{}/pinned/app", registry.addr);
     let image = push_image(&registry.url(), "pinned/app", "v1", "v1");
     let alice = user("alice", "");
-    ok(&alice, &["trust", "key", "generate", "alice", "--dir", "."]);
-    let r = ok(
-        &alice,
-        &[
-            "trust",
-            "signer",
-            "add",
-            "--key",
-            "alice.pub",
-            "alice",
-            &repo,
-        ],
+    let r = alice.sign_as(
+        Path::new(env!("CARGO_BIN_EXE_notarium")),
+        "alice",
+        &repo,
+        "v1",
     );
     assert!(
         !r.stderr.contains("first use"),
         "the creator's own root is no first use: {}",
         r.stderr
     );
-    ok(&alice, &["trust", "sign", &format!("{repo}:v1")]);
     let root = root_keys(&alice, &repo);
     assert_eq!(root.len(), 1);
     let verify = |d: &Docker| notarium(d, &["trust", "verify", &format!("{repo}:v1")]);
@@ -182,20 +174,12 @@ fn each_registry_has_its_trust_server_from_the_config_file() {
     let alice = server.user(tmp.path(), "alice");
     let repo = format!("{}/mapped/app", registry.addr);
     let image = push_image(&registry.url(), "mapped/app", "v1", "v1");
-    ok(&alice, &["trust", "key", "generate", "alice", "--dir", "."]);
-    ok(
-        &alice,
-        &[
-            "trust",
-            "signer",
-            "add",
-            "--key",
-            "alice.pub",
-            "alice",
-            &repo,
-        ],
+    alice.sign_as(
+        Path::new(env!("CARGO_BIN_EXE_notarium")),
+        "alice",
+        &repo,
+        "v1",
     );
-    ok(&alice, &["trust", "sign", &format!("{repo}:v1")]);
     std::fs::write(
         alice.config.join("notarium.toml"),
         format!(

@@ -283,12 +283,12 @@ fn three_root_renewals_are_walked_by_every_client() {
     let gun = repo.as_str();
     let v1 = push_image(&registry.url(), "renew/app", "v1", "v1");
     let v2 = push_image(&registry.url(), "renew/app", "v2", "v2");
-    notarium(&alice, &["trust", "key", "generate", "alice", "--dir", "."]);
-    notarium(
-        &alice,
-        &["trust", "signer", "add", "--key", "alice.pub", "alice", gun],
+    alice.sign_as(
+        Path::new(env!("CARGO_BIN_EXE_notarium")),
+        "alice",
+        gun,
+        "v1",
     );
-    notarium(&alice, &["trust", "sign", &format!("{repo}:v1")]);
     // Caches of root v1: the docker CLI's and another notarium user's.
     let docker_v1 = user("docker-v1");
     let (root_v1, _, tags) = docker_view(&docker_v1, gun);

@@ -45,20 +45,12 @@ fn status_reports_expiry_and_gates_on_it() {
     let alice = server.user(tmp.path(), "alice");
     let repo = format!("{}/status/app", registry.addr);
     let image = push_image(&registry.url(), "status/app", "v1", "v1");
-    ok(&alice, &["trust", "key", "generate", "alice", "--dir", "."]);
-    ok(
-        &alice,
-        &[
-            "trust",
-            "signer",
-            "add",
-            "--key",
-            "alice.pub",
-            "alice",
-            &repo,
-        ],
+    alice.sign_as(
+        Path::new(env!("CARGO_BIN_EXE_notarium")),
+        "alice",
+        &repo,
+        "v1",
     );
-    ok(&alice, &["trust", "sign", &format!("{repo}:v1")]);
 
     // All well: every role, its threshold and keys, the root certificate, and the keys
     // the server holds.

@@ -80,6 +80,22 @@ impl Docker {
         r
     }
 
+    /// As this user, with `program` (the notarium binary): generate key `name` here, add
+    /// it as signer `name` of `repo` (creating the repository when it is new) and sign
+    /// `repo:tag`. Each step must succeed; the signer-add run is returned.
+    pub fn sign_as(&self, program: &Path, name: &str, repo: &str, tag: &str) -> Run {
+        let ok = |args: &[&str]| {
+            let r = self.run_program(program, args, "");
+            assert_eq!(r.code, 0, "{args:?}: {}{}", r.stdout, r.stderr);
+            r
+        };
+        let public = format!("{name}.pub");
+        ok(&["trust", "key", "generate", name, "--dir", "."]);
+        let added = ok(&["trust", "signer", "add", "--key", &public, name, repo]);
+        ok(&["trust", "sign", &format!("{repo}:{tag}")]);
+        added
+    }
+
     pub fn private_dir(&self) -> PathBuf {
         self.config.join("trust/private")
     }

@@ -23,17 +23,17 @@ pub struct Context {
     pub insecure_registries: Vec<String>,
     pub passphrases: Passphrases,
     pub clock: Arc<dyn Clock>,
-    /// Root pins of `<config>/notarium.toml` (an unreadable file is an error at first use
-    /// of a repository, not a silent trust on first use).
-    pub pins: std::result::Result<crate::pins::Pins, String>,
+    /// `<config>/notarium.toml`: root pins and trust servers (an unreadable file is an
+    /// error at first use of a repository, not a silent trust on first use).
+    pub client_config: std::result::Result<crate::client_config::ClientConfig, String>,
 }
 
 impl Context {
     pub fn from_env() -> Self {
         let config = DockerConfig::from_env();
-        let pins = crate::pins::Pins::load(&config.dir);
+        let client_config = crate::client_config::ClientConfig::load(&config.dir);
         Context {
-            pins,
+            client_config,
             config,
             trust_server: std::env::var(TRUST_SERVER_ENV)
                 .ok()
@@ -60,7 +60,7 @@ impl Context {
             return Ok(s.trim_end_matches('/').to_owned());
         }
         if let Some(url) = self
-            .pins
+            .client_config
             .as_ref()
             .ok()
             .and_then(|p| p.trust_servers.get(&r.domain))

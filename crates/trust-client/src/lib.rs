@@ -4,12 +4,12 @@
 #![forbid(unsafe_code)]
 
 pub mod cache;
+pub mod client_config;
 pub mod context;
 pub mod error;
 pub mod keyring;
 pub mod ops;
 pub mod passphrase;
-pub mod pins;
 pub mod remote;
 pub mod repo;
 

@@ -14,10 +14,10 @@ use tuf::sign::SigningKey;
 use tuf::{Gun, PublicKey, RoleName, Root, Targets, Verified};
 
 use crate::cache::FileCache;
+use crate::client_config::Decision;
 use crate::context::Context;
 use crate::error::{Result, TrustError};
 use crate::keyring::Keyring;
-use crate::pins::Decision;
 use crate::remote::{Part, TrustRemote};
 
 /// What to load beyond root, timestamp and snapshot.
@@ -122,6 +122,18 @@ impl Repo {
         })
     }
 
+    /// Open a repository that must exist, for writing, with every role loaded.
+    pub fn existing(ctx: &Context, reference: &Reference) -> Result<(Repo, View)> {
+        let mut repo = Repo::open(ctx, reference, true)?;
+        let view = repo
+            .view(ctx, true, Load::All)?
+            .ok_or_else(|| TrustError::NotFound {
+                gun: repo.gun.to_string(),
+                host: repo.host.clone(),
+            })?;
+        Ok((repo, view))
+    }
+
     /// Update from the server and load roles. `Ok(None)`: the repository does not exist.
     pub fn view(
         &mut self,
@@ -131,7 +143,7 @@ impl Repo {
     ) -> Result<Option<View>> {
         let host = self.host.clone();
         let pins = ctx
-            .pins
+            .client_config
             .as_ref()
             .map_err(|e| TrustError::Usage(e.clone()))?;
         let decision = pins.decide(self.gun.as_str());

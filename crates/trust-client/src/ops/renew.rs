@@ -14,37 +14,21 @@ use crate::context::Context;
 use crate::error::{Result, TrustError};
 use crate::keyring::Keyring;
 use crate::remote::Part;
-use crate::repo::{self, Load, Repo};
+use crate::repo::{self, Repo};
 
 pub fn renew(ctx: &mut Context, out: &mut dyn Write, image: &str) -> Result<()> {
     let mut r = Reference::parse(image).map_err(|e| TrustError::Usage(e.to_string()))?;
     r.tag = None;
-    // Root first (its own update), when its key is here.
+    // Root first (its own update): renewed when its key is here, left alone if not.
+    let root_renewed =
+        match crate::ops::rotate::rotate(ctx, &mut std::io::sink(), image, "root", false, false) {
+            Ok(()) => true,
+            Err(TrustError::NoSigningKey { .. }) => false,
+            Err(e) => return Err(e),
+        };
     let keyring = Keyring::new(&ctx.config);
-    let mut root_renewed = false;
-    let gun = {
-        let mut repo = Repo::open(ctx, &r, true)?;
-        let gun = repo.gun.clone();
-        let view = repo
-            .view(ctx, true, Load::All)?
-            .ok_or_else(|| TrustError::NotFound {
-                gun: gun.to_string(),
-                host: repo.host.clone(),
-            })?;
-        if view.root_role_keys("root").iter().any(|k| keyring.holds(k)) {
-            drop(view);
-            crate::ops::rotate::rotate(ctx, &mut std::io::sink(), image, "root", false, false)?;
-            root_renewed = true;
-        }
-        gun
-    };
-    let mut repo = Repo::open(ctx, &r, true)?;
-    let mut view = repo
-        .view(ctx, true, Load::All)?
-        .ok_or_else(|| TrustError::NotFound {
-            gun: gun.to_string(),
-            host: repo.host.clone(),
-        })?;
+    let (repo, mut view) = Repo::existing(ctx, &r)?;
+    let gun = repo.gun.clone();
     let mut parts: Vec<Part> = Vec::new();
     // Who may sign each role, read before any role is taken out of the view.
     let mut signable = Vec::new();

@@ -18,7 +18,7 @@ use tuf::RoleName;
 use crate::context::Context;
 use crate::error::{Result, TrustError};
 use crate::keyring::Keyring;
-use crate::repo::{self, Load, Repo};
+use crate::repo::{self, Repo};
 
 pub fn rotate(
     ctx: &mut Context,
@@ -45,13 +45,7 @@ pub fn rotate(
     }
     let mut r = Reference::parse(image).map_err(|e| TrustError::Usage(e.to_string()))?;
     r.tag = None;
-    let mut repo = Repo::open(ctx, &r, true)?;
-    let view = repo
-        .view(ctx, true, Load::All)?
-        .ok_or_else(|| TrustError::NotFound {
-            gun: repo.gun.to_string(),
-            host: repo.host.clone(),
-        })?;
+    let (repo, view) = Repo::existing(ctx, &r)?;
     let keyring = Keyring::new(&ctx.config);
     // The current root keys sign the new root.
     let old_root = view.root_role_keys("root");

@@ -260,9 +260,7 @@ pub fn sign(ctx: &mut Context, out: &mut dyn Write, req: &SignRequest) -> Result
         edit::add_target(t, name.clone(), target.clone())
     })?;
     if let Some(file) = &req.stage {
-        drop(view);
-        crate::ops::staged::stage(out, repo.gun.as_str(), &tag, &parts, file)?;
-        return crate::ops::staged::report_file(ctx, out, file);
+        return crate::ops::staged::stage(out, &view, repo.gun.as_str(), &tag, &parts, file);
     }
     if !parts.is_empty() {
         repo.publish_update(ctx, view, &parts)

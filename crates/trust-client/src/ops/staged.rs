@@ -18,7 +18,7 @@ use crate::context::Context;
 use crate::error::{Result, TrustError};
 use crate::keyring::Keyring;
 use crate::remote::Part;
-use crate::repo::{self, Load, Repo, View};
+use crate::repo::{self, Repo, View};
 
 /// The most a staged file may be (it holds a few roles' metadata).
 const MAX_FILE: u64 = 64 << 20;
@@ -111,14 +111,7 @@ fn write(file: &Path, s: &Staged) -> Result<()> {
 /// Open the repository of a staged file and load its current state.
 fn open(ctx: &Context, s: &Staged) -> Result<(Repo, View)> {
     let reference = Reference::parse(&s.gun).map_err(|e| TrustError::Usage(e.to_string()))?;
-    let mut repo = Repo::open(ctx, &reference, true)?;
-    let view = repo
-        .view(ctx, true, Load::All)?
-        .ok_or_else(|| TrustError::NotFound {
-            gun: repo.gun.to_string(),
-            host: repo.host.clone(),
-        })?;
-    Ok((repo, view))
+    Repo::existing(ctx, &reference)
 }
 
 /// Each part parsed, with its role, listed keys and threshold; every part must be the
@@ -177,32 +170,40 @@ fn report(out: &mut dyn Write, checked: &[Checked]) {
     }
 }
 
-/// `sign --stage FILE`: what `sign` would upload, written to `file` instead.
-pub fn stage(out: &mut dyn Write, gun: &str, tag: &str, parts: &[Part], file: &Path) -> Result<()> {
-    let staged = Staged {
+/// `sign --stage FILE`: what `sign` would upload, written to `file` instead, and how many
+/// signatures each role has (`view`: the state it was signed against).
+pub fn stage(
+    out: &mut dyn Write,
+    view: &View,
+    gun: &str,
+    tag: &str,
+    parts: &[Part],
+    file: &Path,
+) -> Result<()> {
+    let mut staged = Staged {
         gun: gun.to_owned(),
         tag: tag.to_owned(),
-        parts: parts
-            .iter()
-            .map(|(r, b)| {
-                Ok(StagedPart {
-                    role: r.to_string(),
-                    metadata: String::from_utf8(b.to_vec())
-                        .map_err(|e| TrustError::Other(e.to_string()))?,
-                })
-            })
-            .collect::<Result<_>>()?,
+        parts: Vec::new(),
     };
+    let mut checked = Vec::new();
+    for (role, bytes) in parts {
+        let meta = Metadata::<tuf::Targets>::parse(role.as_str(), bytes.to_vec())?;
+        let (listed, threshold) = listed_keys(view, role)?;
+        staged.parts.push(StagedPart {
+            role: role.to_string(),
+            metadata: String::from_utf8(bytes.to_vec())
+                .map_err(|e| TrustError::Other(e.to_string()))?,
+        });
+        checked.push(Checked {
+            role: role.clone(),
+            meta,
+            listed,
+            threshold,
+        });
+    }
     write(file, &staged)?;
     let _ = writeln!(out, "Staged {gun}:{tag} in {}", file.display());
-    Ok(())
-}
-
-/// Print how many signatures each role of a freshly staged file has.
-pub fn report_file(ctx: &Context, out: &mut dyn Write, file: &Path) -> Result<()> {
-    let s = read(file)?;
-    let (_, view) = open(ctx, &s)?;
-    report(out, &check(&s, &view)?);
+    report(out, &checked);
     Ok(())
 }
 

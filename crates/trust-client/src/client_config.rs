@@ -1,7 +1,7 @@
-//! Root pinning from `<config>/notarium.toml` (`<config>` = `DOCKER_CONFIG` or
-//! `~/.docker`): instead of trusting the first root a trust server sends, a pinned
-//! repository's root must carry one of the pinned root keys, on first use and after every
-//! root rotation.
+//! The client's own configuration, `<config>/notarium.toml` (`<config>` = `DOCKER_CONFIG`
+//! or `~/.docker`). Root pinning: instead of trusting the first root a trust server
+//! sends, a pinned repository's root must carry one of the pinned root keys, on first use
+//! and after every root rotation.
 //!
 //! ```toml
 //! disable_tofu = true            # refuse any repository without a pin
@@ -59,7 +59,7 @@ pub struct PinEntry {
 
 /// The pins of one configuration directory.
 #[derive(Debug, Default)]
-pub struct Pins {
+pub struct ClientConfig {
     pub path: PathBuf,
     pub disable_tofu: bool,
     entries: Vec<PinEntry>,
@@ -78,14 +78,14 @@ pub enum Decision {
     Refused,
 }
 
-impl Pins {
+impl ClientConfig {
     /// Read `<config_dir>/notarium.toml`; no file: no pins.
-    pub fn load(config_dir: &Path) -> Result<Pins, String> {
+    pub fn load(config_dir: &Path) -> Result<ClientConfig, String> {
         let path = config_dir.join(FILE);
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Pins {
+                return Ok(ClientConfig {
                     path,
                     ..Default::default()
                 })
@@ -141,7 +141,7 @@ impl Pins {
                 ));
             }
         }
-        Ok(Pins {
+        Ok(ClientConfig {
             path,
             disable_tofu: f.disable_tofu,
             entries: f.pin,
@@ -188,10 +188,10 @@ impl Pins {
 mod tests {
     use super::*;
 
-    fn pins(toml: &str) -> Result<Pins, String> {
+    fn pins(toml: &str) -> Result<ClientConfig, String> {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join(FILE), toml).unwrap();
-        Pins::load(d.path())
+        ClientConfig::load(d.path())
     }
 
     const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -257,7 +257,7 @@ mod tests {
         );
         let none = tempfile::tempdir().unwrap();
         assert!(matches!(
-            Pins::load(none.path()).unwrap().decide("a/b"),
+            ClientConfig::load(none.path()).unwrap().decide("a/b"),
             Decision::FirstUse
         ));
     }
