@@ -6,6 +6,7 @@ pub mod docker;
 pub mod evil;
 pub mod garage;
 pub mod http;
+pub mod memory;
 pub mod oci;
 pub mod postgres;
 pub mod registry;

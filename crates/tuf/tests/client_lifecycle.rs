@@ -4,53 +4,19 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
 use notarium_testkit::evil::{EvilRepo, Spec};
-use notarium_tuf::client::{Client, ClientError, FetchError, Fetched, Local, Remote};
-use notarium_tuf::{DateTime, Error, Gun, RoleName};
+use notarium_testkit::memory::{self, MemoryCache, MemoryRemote};
+use notarium_tuf::client::ClientError;
+use notarium_tuf::{DateTime, Error};
 
 const GUN: &str = "registry.example.com/lifecycle/app";
 
-/// A trust server that serves exactly these files.
-#[derive(Default)]
-struct Memory(BTreeMap<String, Vec<u8>>);
-
-impl Remote for Memory {
-    fn fetch(&mut self, file: &str, limit: u64) -> Result<Fetched, FetchError> {
-        Ok(match self.0.get(file) {
-            Some(b) if b.len() as u64 > limit => Fetched::TooLarge,
-            Some(b) => Fetched::Found(Arc::from(b.as_slice())),
-            None => Fetched::NotFound,
-        })
-    }
-}
-
-/// A client's cache.
-#[derive(Default)]
-struct Cache(BTreeMap<RoleName, Arc<[u8]>>);
-
-impl Local for Cache {
-    fn load(&self, role: &RoleName) -> Option<Arc<[u8]>> {
-        self.0.get(role).cloned()
-    }
-    fn store(&mut self, role: &RoleName, bytes: &[u8]) -> Result<(), String> {
-        self.0.insert(role.clone(), Arc::from(bytes));
-        Ok(())
-    }
-    fn remove(&mut self, role: &RoleName) {
-        self.0.remove(role);
-    }
-}
-
-/// Update `cache` from `remote` at `now`; on success the cache holds the new state, and
-/// the trusted root version is returned.
-fn update(remote: &mut Memory, cache: &mut Cache, now: DateTime) -> Result<u64, ClientError> {
-    let mut c = Client::new(Gun::new(GUN).unwrap(), remote, cache, now);
-    c.update(false)?;
-    c.commit()?;
-    Ok(c.root().unwrap().signed().version)
+fn update(
+    remote: &mut MemoryRemote,
+    cache: &mut MemoryCache,
+    now: DateTime,
+) -> Result<u64, ClientError> {
+    memory::update(GUN, remote, cache, now)
 }
 
 /// The same private key again (it signs under its old and its new certificate).
@@ -76,14 +42,14 @@ fn expired(e: &ClientError) -> bool {
 #[test]
 fn a_client_whose_cached_root_expired_updates_through_the_renewed_root() {
     let mut repo = EvilRepo::new(GUN, day(0));
-    let mut server = Memory(repo.files(&Spec::new(day(0))));
-    let mut alice = Cache::default();
+    let mut server = MemoryRemote(repo.files(&Spec::new(day(0))));
+    let mut alice = MemoryCache::default();
     assert_eq!(update(&mut server, &mut alice, day(0)).unwrap(), 1);
 
     // Ten years and a day on: root and its certificate expired yesterday. Every other
     // role is fresh, so only the root is in the way.
     let late = day(3651);
-    server = Memory(repo.files(&Spec::new(late).next()));
+    server = MemoryRemote(repo.files(&Spec::new(late).next()));
     let e = update(&mut server, &mut alice, late).unwrap_err();
     assert!(expired(&e), "{e}");
 
@@ -96,10 +62,13 @@ fn a_client_whose_cached_root_expired_updates_through_the_renewed_root() {
         &[(&old_cert, &key), (&new_cert, &key)],
         late,
     );
-    server = Memory(repo.files(&Spec::new(late).next()));
+    server = MemoryRemote(repo.files(&Spec::new(late).next()));
     assert_eq!(update(&mut server, &mut alice, late).unwrap(), 2);
     // A new client starts from the renewed root directly.
-    assert_eq!(update(&mut server, &mut Cache::default(), late).unwrap(), 2);
+    assert_eq!(
+        update(&mut server, &mut MemoryCache::default(), late).unwrap(),
+        2
+    );
 }
 
 /// Three renewals in a row, and a client that skipped them: it walks v1 → v4, each step
@@ -107,8 +76,8 @@ fn a_client_whose_cached_root_expired_updates_through_the_renewed_root() {
 #[test]
 fn a_client_that_skipped_several_roots_walks_the_chain() {
     let mut repo = EvilRepo::new(GUN, day(0));
-    let mut server = Memory(repo.files(&Spec::new(day(0))));
-    let mut bob = Cache::default();
+    let mut server = MemoryRemote(repo.files(&Spec::new(day(0))));
+    let mut bob = MemoryCache::default();
     update(&mut server, &mut bob, day(0)).unwrap();
     let mut certs = vec![repo.root_cert.clone()];
     for n in 1..=3 {
@@ -127,11 +96,11 @@ fn a_client_that_skipped_several_roots_walks_the_chain() {
     let mut files = repo.files(&Spec::new(now).next());
     // Version 3 missing: the chain is broken, nothing moves.
     let v3 = files.remove("3.root.json").unwrap();
-    let mut broken = Memory(files.clone());
+    let mut broken = MemoryRemote(files.clone());
     let e = update(&mut broken, &mut bob, now).unwrap_err();
     assert!(e.to_string().contains("missing"), "{e}");
     files.insert("3.root.json".into(), v3);
-    server = Memory(files);
+    server = MemoryRemote(files);
     assert_eq!(update(&mut server, &mut bob, now).unwrap(), 4);
 }
 
@@ -140,8 +109,8 @@ fn a_client_that_skipped_several_roots_walks_the_chain() {
 #[test]
 fn an_expired_timestamp_is_refused_and_its_renewal_read() {
     let repo = EvilRepo::new(GUN, day(0));
-    let mut server = Memory(repo.files(&Spec::new(day(0))));
-    let mut carol = Cache::default();
+    let mut server = MemoryRemote(repo.files(&Spec::new(day(0))));
+    let mut carol = MemoryCache::default();
     update(&mut server, &mut carol, day(0)).unwrap();
     // Fifteen days on, the same 14-day timestamp: refused, the cache untouched.
     let before = carol.0.clone();
@@ -154,6 +123,6 @@ fn an_expired_timestamp_is_refused_and_its_renewal_read() {
     // Renewed (a higher version, a new expiry): read.
     let mut spec = Spec::new(day(15));
     spec.timestamp_version = 2;
-    server = Memory(repo.files(&spec));
+    server = MemoryRemote(repo.files(&spec));
     update(&mut server, &mut carol, day(15)).unwrap();
 }
