@@ -108,6 +108,9 @@ pub struct Repo {
     pub cache: FileCache,
     /// The trust server's `host:port`, for messages.
     pub host: String,
+    /// The owner's view for a renewal or rotation: expired roles are loaded (each named
+    /// on stderr) so they can be signed again; nothing else is relaxed.
+    pub renewing: bool,
 }
 
 impl Repo {
@@ -119,12 +122,24 @@ impl Repo {
             remote,
             cache,
             host,
+            renewing: false,
         })
     }
 
     /// Open a repository that must exist, for writing, with every role loaded.
     pub fn existing(ctx: &Context, reference: &Reference) -> Result<(Repo, View)> {
+        Self::existing_as(ctx, reference, false)
+    }
+
+    /// As [`Repo::existing`], for the owner about to sign fresh versions (renewal, key
+    /// rotation): roles past their expiry are loaded instead of refused, and named.
+    pub fn existing_to_renew(ctx: &Context, reference: &Reference) -> Result<(Repo, View)> {
+        Self::existing_as(ctx, reference, true)
+    }
+
+    fn existing_as(ctx: &Context, reference: &Reference, renewing: bool) -> Result<(Repo, View)> {
         let mut repo = Repo::open(ctx, reference, true)?;
+        repo.renewing = renewing;
         let view = repo
             .view(ctx, true, Load::All)?
             .ok_or_else(|| TrustError::NotFound {
@@ -160,7 +175,8 @@ impl Repo {
             &mut self.cache,
             ctx.now(),
         )
-        .with_pinning(pinning);
+        .with_pinning(pinning)
+        .accepting_expired(self.renewing);
         match client.update(fetch_root) {
             Ok(()) => {}
             Err(ClientError::NotFound { .. }) => return Ok(None),
@@ -209,6 +225,18 @@ impl Repo {
             }
         };
         let paths = client.delegated_paths().clone();
+        if self.renewing {
+            // Named once per run (a renewal loads the repository again after root).
+            static NAMED: std::sync::Mutex<std::collections::BTreeSet<String>> =
+                std::sync::Mutex::new(std::collections::BTreeSet::new());
+            let mut named = NAMED.lock().unwrap_or_else(|e| e.into_inner());
+            for w in client.warnings() {
+                let line = format!("{}: {w}", self.gun);
+                if w.contains("accepted for renewal") && named.insert(line.clone()) {
+                    eprintln!("{line}");
+                }
+            }
+        }
         // Everything needed verified: now the cache may move to the new state.
         client
             .commit()

@@ -96,6 +96,9 @@ pub struct Client<'a, R: Remote, L: Local> {
     invalid: BTreeMap<RoleName, Arc<Metadata<Targets>>>,
     warnings: Vec<String>,
     root_refreshed: bool,
+    /// The owner's view for a renewal: expired roles are accepted (see
+    /// [`Client::accepting_expired`]).
+    accept_expired: bool,
     /// Verified files waiting for [`Client::commit`] (`None`: remove from the cache). The
     /// cache is the trusted state; it changes only when a whole operation succeeded.
     pending: BTreeMap<RoleName, Option<Arc<[u8]>>>,
@@ -125,7 +128,32 @@ impl<'a, R: Remote, L: Local> Client<'a, R, L> {
             invalid: BTreeMap::new(),
             warnings: Vec::new(),
             root_refreshed: false,
+            accept_expired: false,
             pending: BTreeMap::new(),
+        }
+    }
+
+    /// The view of an owner about to renew: a role past its expiry is accepted (with a
+    /// warning naming it and the date) instead of refused, so that the keys' holder can
+    /// sign fresh versions of it. Everything else is checked as always (signatures,
+    /// thresholds, the root chain, rollback, hashes, lengths). Never for a read: what an
+    /// expired role says is not trusted, only re-signed by the one who signed it.
+    pub fn accepting_expired(mut self, yes: bool) -> Self {
+        self.accept_expired = yes;
+        self
+    }
+
+    /// The checks for a role's current version: strict, or expiry noted in a warning
+    /// when the owner renews.
+    fn current(&mut self, role: &str, expires: DateTime) -> Checks {
+        if self.accept_expired {
+            if expires <= self.now {
+                self.warnings
+                    .push(format!("{role}: expired {expires}; accepted for renewal"));
+            }
+            self.lenient()
+        } else {
+            self.strict()
         }
     }
 
@@ -270,7 +298,13 @@ impl<'a, R: Remote, L: Local> Client<'a, R, L> {
         let root = self.root.as_ref().ok_or_else(|| ClientError::NotFound {
             gun: self.gun.to_string(),
         })?;
-        if root.signed().expires <= self.now {
+        let expires = root.signed().expires;
+        if expires <= self.now && self.accept_expired {
+            if !self.warnings.iter().any(|w| w.starts_with("root: expired")) {
+                self.warnings
+                    .push(format!("root: expired {expires}; accepted for renewal"));
+            }
+        } else if expires <= self.now {
             return Err(tuf_err(Error::Expired {
                 role: "root".into(),
                 expires: root.signed().expires,
@@ -290,8 +324,8 @@ impl<'a, R: Remote, L: Local> Client<'a, R, L> {
         let new = Metadata::<Root>::parse("root", bytes).map_err(tuf_err)?;
         let pinning = self.pinning.clone();
         let strict = RootChecks {
-            checks: self.strict(),
-            allow_expired_certs: false,
+            checks: self.current("root", new.signed().expires),
+            allow_expired_certs: self.accept_expired,
             pinning: pinning.as_ref(),
         };
         let Some(trusted) = self.root.clone() else {
@@ -432,7 +466,9 @@ impl<'a, R: Remote, L: Local> Client<'a, R, L> {
         let m = Metadata::<Timestamp>::parse("timestamp", bytes).map_err(tuf_err)?;
         let keys = self.root_keys("timestamp")?;
         let floor = self.cached_floor::<Timestamp>(&ts_role, keys);
-        let ts = verify::verify(m, &ts_role, keys, self.strict()).map_err(tuf_err)?;
+        let checks = self.current("timestamp", m.signed().expires);
+        let keys = self.root_keys("timestamp")?;
+        let ts = verify::verify(m, &ts_role, keys, checks).map_err(tuf_err)?;
         verify::check_not_rollback_version("timestamp", ts.signed().version, floor)
             .map_err(tuf_err)?;
         let snap_meta = ts.signed().snapshot_meta().cloned().ok_or_else(|| {
@@ -450,8 +486,9 @@ impl<'a, R: Remote, L: Local> Client<'a, R, L> {
         let floor = self.cached_floor::<Snapshot>(&snap_role, keys);
         let bytes = self.matching_cache_or_fetch(&snap_role, &snap_meta)?;
         let m = Metadata::<Snapshot>::parse("snapshot", bytes).map_err(tuf_err)?;
+        let checks = self.current("snapshot", m.signed().expires);
         let keys = self.root_keys("snapshot")?;
-        let snap = verify::verify(m, &snap_role, keys, self.strict()).map_err(tuf_err)?;
+        let snap = verify::verify(m, &snap_role, keys, checks).map_err(tuf_err)?;
         verify::check_not_rollback_version("snapshot", snap.signed().version, floor)
             .map_err(tuf_err)?;
         self.keep(&snap_role, snap.raw_shared());
@@ -588,7 +625,13 @@ impl<'a, R: Remote, L: Local> Client<'a, R, L> {
             let m = Arc::new(Metadata::<Targets>::parse(name.as_str(), bytes).map_err(tuf_err)?);
             (m, floor)
         };
-        let v = match verify::verify(m.clone(), name, keys_ref, self.strict()) {
+        let checks = self.current(name.as_str(), m.signed().expires);
+        let keys_ref = RoleKeys {
+            keys: &keys,
+            keyids: &keyids,
+            threshold,
+        };
+        let v = match verify::verify(m.clone(), name, keys_ref, checks) {
             Ok(v) => v,
             Err(e) => {
                 self.invalid.insert(name.clone(), m);

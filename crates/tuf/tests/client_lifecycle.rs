@@ -126,3 +126,85 @@ fn an_expired_timestamp_is_refused_and_its_renewal_read() {
     server = MemoryRemote(repo.files(&spec));
     update(&mut server, &mut carol, day(15)).unwrap();
 }
+
+/// Expired yesterday, renewed by its owner: a reader refuses the expired repository; the
+/// owner's view (for renewal only) loads it, naming what expired, but still refuses what
+/// is not validly signed or is rolled back; once the owner published fresh versions, the
+/// reader reads on.
+#[test]
+fn an_expired_repository_is_loaded_by_its_owner_to_renew_it_then_read() {
+    use notarium_tuf::client::Client;
+    use notarium_tuf::Gun;
+    let repo = EvilRepo::new(GUN, day(0));
+    let mut spec = Spec::new(day(0));
+    spec.targets_expires = day(30);
+    spec.releases_expires = day(30);
+    spec.snapshot_expires = day(30);
+    spec.timestamp_expires = day(30);
+    let mut server = MemoryRemote(repo.files(&spec));
+    let mut reader = MemoryCache::default();
+    let mut owner = MemoryCache::default();
+    update(&mut server, &mut reader, day(0)).unwrap();
+    update(&mut server, &mut owner, day(0)).unwrap();
+
+    let late = day(31);
+    let before = reader.clone();
+    let e = memory::lookup(GUN, &mut server, &mut reader, late, "v1").unwrap_err();
+    assert!(e.contains("expired"), "{e}");
+    assert_eq!(reader, before);
+
+    let owner_view = |server: &mut MemoryRemote, owner: &mut MemoryCache| {
+        let mut c =
+            Client::new(Gun::new(GUN).unwrap(), server, owner, late).accepting_expired(true);
+        c.update(false).map_err(|e| e.to_string())?;
+        let roles: Vec<String> = c
+            .all_roles()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|(r, _)| r.to_string())
+            .collect();
+        c.commit().map_err(|e| e.to_string())?;
+        Ok::<_, String>((roles, c.warnings().to_vec()))
+    };
+    let (roles, warnings) = owner_view(&mut server, &mut owner).unwrap();
+    assert_eq!(roles, ["targets", "targets/releases"]);
+    for role in ["timestamp", "snapshot", "targets", "targets/releases"] {
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.starts_with(&format!("{role}: expired")) && w.contains("renewal")),
+            "{role} not named in {warnings:?}"
+        );
+    }
+    // Expired is accepted; forged and rolled back are not.
+    let mut forged = server.clone();
+    let stranger = keys::PrivateKey::generate(keys::Algorithm::Ed25519).unwrap();
+    let ts = notarium_tuf::Metadata::<notarium_tuf::Timestamp>::parse(
+        "timestamp",
+        forged.0["timestamp.json"].clone(),
+    )
+    .unwrap();
+    forged.0.insert(
+        "timestamp.json".into(),
+        repo.sign_timestamp(ts.into_signed(), &stranger),
+    );
+    let e = owner_view(&mut forged, &mut owner).unwrap_err();
+    assert!(e.contains("threshold"), "{e}");
+    let mut renewed_spec = Spec::new(late).next();
+    renewed_spec.timestamp_version = 5;
+    update(
+        &mut MemoryRemote(repo.files(&renewed_spec)),
+        &mut owner,
+        late,
+    )
+    .unwrap();
+    let mut old = Spec::new(late);
+    old.targets_expires = late.plus_secs(-1);
+    let e = owner_view(&mut MemoryRemote(repo.files(&old)), &mut owner).unwrap_err();
+    assert!(e.contains("rollback"), "{e}");
+
+    // The owner's renewal published: the reader reads.
+    server = MemoryRemote(repo.files(&renewed_spec));
+    let d = memory::lookup(GUN, &mut server, &mut reader, late, "v1").unwrap();
+    assert_eq!(d, notarium_testkit::evil::digest_of("one"));
+}

@@ -27,7 +27,7 @@ pub fn renew(ctx: &mut Context, out: &mut dyn Write, image: &str) -> Result<()> 
             Err(e) => return Err(e),
         };
     let keyring = Keyring::new(&ctx.config);
-    let (repo, mut view) = Repo::existing(ctx, &r)?;
+    let (repo, mut view) = Repo::existing_to_renew(ctx, &r)?;
     let gun = repo.gun.clone();
     let mut parts: Vec<Part> = Vec::new();
     // Who may sign each role, read before any role is taken out of the view.

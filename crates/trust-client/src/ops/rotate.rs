@@ -45,7 +45,7 @@ pub fn rotate(
     }
     let mut r = Reference::parse(image).map_err(|e| TrustError::Usage(e.to_string()))?;
     r.tag = None;
-    let (repo, view) = Repo::existing(ctx, &r)?;
+    let (repo, view) = Repo::existing_to_renew(ctx, &r)?;
     let keyring = Keyring::new(&ctx.config);
     // The current root keys sign the new root.
     let old_root = view.root_role_keys("root");
