@@ -457,6 +457,71 @@ mod tests {
         );
     }
 
+    /// The view a client has of `files` at `now` (or why it has none).
+    fn view_at(
+        gun: &str,
+        files: std::collections::BTreeMap<String, Vec<u8>>,
+        now: DateTime,
+    ) -> std::result::Result<View, String> {
+        use notarium_testkit::memory::{MemoryCache, MemoryRemote};
+        let (mut remote, mut cache) = (MemoryRemote(files), MemoryCache::default());
+        let mut c =
+            tuf::client::Client::new(tuf::Gun::new(gun).unwrap(), &mut remote, &mut cache, now);
+        c.update(false).map_err(|e| e.to_string())?;
+        let roles = c.all_roles().map_err(|e| e.to_string())?;
+        Ok(View {
+            root: c.root().unwrap().clone(),
+            snapshot: c.snapshot().cloned(),
+            timestamp: c.timestamp().cloned(),
+            roles,
+            warnings: c.warnings().to_vec(),
+            paths: c.delegated_paths().clone(),
+            invalid: Default::default(),
+        })
+    }
+
+    /// A root (and its certificate) expiring in 30 days, everything else fresh: the
+    /// client still reads the repository, status warns (exit 1) naming the root and its
+    /// certificate; a day after the root's end the client refuses it (freeze).
+    #[test]
+    fn a_root_expiring_in_30_days_is_warned_about_and_refused_once_expired() {
+        use notarium_testkit::evil::{EvilRepo, Spec};
+        let gun = "registry.example.com/status/root-30";
+        let made = DateTime::from_unix_secs(1_800_000_000);
+        let repo = EvilRepo::new(gun, made);
+        let now = made.plus_days(3650 - 30);
+        let view = view_at(gun, repo.files(&Spec::new(now)), now).unwrap();
+        let st = from_view(gun, &view, &|_, _| Some(true), &now, 90);
+        assert_eq!(st.status, Level::Warning);
+        assert_eq!(st.status.exit_code(), 1);
+        let root = st.roles.iter().find(|r| r.role == "root").unwrap();
+        assert_eq!((root.days_left, root.status), (30, Level::Warning));
+        assert_eq!(root.keys[0].certificate_days_left, Some(30));
+        for r in st.roles.iter().filter(|r| r.role != "root") {
+            assert_eq!(r.status, Level::Ok, "{}", r.role);
+        }
+        let expires = view.root.signed().expires;
+        assert_eq!(
+            st.problems,
+            [
+                format!("root expires in 30 days ({expires})"),
+                format!(
+                    "root key {}: certificate expires soon (30 days left)",
+                    root.keys[0].id
+                ),
+            ]
+        );
+        // Outside a 20-day window: nothing to say.
+        let quiet = from_view(gun, &view, &|_, _| Some(true), &now, 20);
+        assert_eq!((quiet.status, quiet.problems.len()), (Level::Ok, 0));
+        // A day past the root's end (other roles signed fresh): refused.
+        let later = now.plus_days(31);
+        let e = view_at(gun, repo.files(&Spec::new(later)), later)
+            .err()
+            .expect("an expired root was trusted");
+        assert!(e.contains("root") && e.contains("expired"), "{e}");
+    }
+
     #[test]
     fn cached_repositories_are_found_at_any_depth() {
         let d = tempfile::tempdir().unwrap();
