@@ -34,6 +34,10 @@ pub struct FileConfig {
     /// How often the server renews, without waiting for a read, the timestamps (and the
     /// snapshots it holds the key for) that expire within three days (default 3600).
     pub timestamp_refresh_secs: Option<u64>,
+    /// How often the running server looks at its TLS certificate (default 3600): a
+    /// generated one within 30 days of its end is issued again, a configured one whose
+    /// files changed is loaded, and either is served from the next handshake on.
+    pub tls_check_secs: Option<u64>,
     /// `text` (default) or `json`.
     pub log_format: Option<String>,
     pub auth: Option<crate::auth::settings::AuthFile>,
@@ -204,6 +208,8 @@ pub struct ServerConfig {
     pub cache_current_secs: u32,
     /// See [`FileConfig::timestamp_refresh_secs`].
     pub timestamp_refresh_every: Duration,
+    /// See [`FileConfig::tls_check_secs`].
+    pub tls_check_every: Duration,
     pub cache_consistent_secs: u32,
     pub auth: AuthSettings,
     pub limits: Limits,
@@ -245,6 +251,7 @@ impl Default for ServerConfig {
             max_version_jump: tuf::upload::Limits::default().max_version_jump,
             cache_current_secs: 300,
             timestamp_refresh_every: Duration::from_secs(3600),
+            tls_check_every: Duration::from_secs(3600),
             cache_consistent_secs: 2_592_000,
             auth: AuthSettings::default(),
             limits: Limits::default(),
@@ -298,6 +305,9 @@ impl ServerConfig {
         if let Some(v) = f.timestamp_refresh_secs {
             // At least a second, at most a day (the renewal window is three days).
             self.timestamp_refresh_every = Duration::from_secs(v.clamp(1, 86_400));
+        }
+        if let Some(v) = f.tls_check_secs {
+            self.tls_check_every = Duration::from_secs(v.clamp(1, 86_400));
         }
         if let Some(v) = f.cache_current_secs {
             self.cache_current_secs = v.min(31_536_000);

@@ -502,7 +502,7 @@ async fn health(app: &App) -> Response {
     // The served TLS certificate: past its end the server is down for every client that
     // checks it; within the renewal window it is worth a look, but still up.
     let mut notes = serde_json::Map::new();
-    if let Some(not_after) = app.tls_not_after.get() {
+    if let Some(not_after) = app.tls_served.get().and_then(|t| t.not_after()) {
         let left = not_after - app.trust.clock.now().unix_secs();
         if left <= 0 {
             failing.insert("TLS certificate".into(), "expired".into());

@@ -177,9 +177,9 @@ pub struct App {
     pub health: health::Health,
     pub metrics: metrics::Metrics,
     pub config: ServerConfig,
-    /// When the TLS certificate being served stops being valid (unix seconds; set by
-    /// [`App::tls`]), for `/healthz`.
-    pub tls_not_after: std::sync::OnceLock<i64>,
+    /// The TLS certificate being served (set by [`App::tls`]): renewed and reloaded by
+    /// the maintenance task, its end shown by `/healthz`.
+    pub tls_served: std::sync::OnceLock<Arc<tls::Served>>,
     /// Held for the process's lifetime: one server per data directory.
     _lock: std::fs::File,
 }
@@ -267,7 +267,7 @@ impl App {
             health,
             metrics: metrics::Metrics::default(),
             config,
-            tls_not_after: std::sync::OnceLock::new(),
+            tls_served: std::sync::OnceLock::new(),
             _lock: lock,
         }))
     }
@@ -277,15 +277,19 @@ impl App {
         if self.config.insecure_http {
             return Ok(None);
         }
-        let files = match (&self.config.tls_cert, &self.config.tls_key) {
-            (Some(cert), Some(key)) => tls::TlsFiles {
-                ca: None,
-                cert: cert.clone(),
-                key: key.clone(),
-            },
-            (None, None) => {
-                tls::ensure_generated(&self.config.data_dir.join("tls"), &self.config.tls_san)?
-            }
+        let (files, generated) = match (&self.config.tls_cert, &self.config.tls_key) {
+            (Some(cert), Some(key)) => (
+                tls::TlsFiles {
+                    ca: None,
+                    cert: cert.clone(),
+                    key: key.clone(),
+                },
+                None,
+            ),
+            (None, None) => (
+                tls::ensure_generated(&self.config.data_dir.join("tls"), &self.config.tls_san)?,
+                Some(self.config.tls_san.clone()),
+            ),
             _ => {
                 return Err(StartError::Tls(tls::TlsError::Invalid(
                     "--tls-cert and --tls-key go together".into(),
@@ -295,31 +299,46 @@ impl App {
         // A generated certificate was renewed above if it was near its end; one the
         // operator gave can only be pointed out.
         if files.ca.is_none() {
-            match tls::days_left(&files.cert) {
-                Some(n) if n < 0 => {
-                    tracing::warn!(
-                        "TLS certificate {} expired {} days ago",
-                        files.cert.display(),
-                        -n
-                    )
-                }
-                Some(n) if n < tls::RENEW_BEFORE_DAYS => {
-                    tracing::warn!(
-                        "TLS certificate {} expires in {n} days",
-                        files.cert.display()
-                    )
-                }
-                _ => {}
-            }
+            warn_near_end(&files.cert);
         }
-        if let Some(t) = std::fs::read(&files.cert)
-            .ok()
-            .and_then(|pem| tls::cert_not_after(&pem))
-        {
-            let _ = self.tls_not_after.set(t.unix_timestamp());
-        }
-        let cfg = tls::server_config(&files)?;
+        let served = Arc::new(tls::Served::load(files.clone(), generated)?);
+        let _ = self.tls_served.set(served.clone());
+        let cfg = tls::server_config(served)?;
         Ok(Some((files, cfg)))
+    }
+}
+
+/// Log a configured TLS certificate that has expired or will within the renewal window.
+fn warn_near_end(cert: &std::path::Path) {
+    match tls::days_left(cert) {
+        Some(n) if n < 0 => {
+            tracing::warn!("TLS certificate {} expired {} days ago", cert.display(), -n)
+        }
+        Some(n) if n < tls::RENEW_BEFORE_DAYS => {
+            tracing::warn!("TLS certificate {} expires in {n} days", cert.display())
+        }
+        _ => {}
+    }
+}
+
+/// Look at the served TLS certificate: renew a generated one near its end, load changed
+/// files, log a configured one near its end (once a day at most).
+fn check_tls(served: &tls::Served, last_warning: &mut Option<tokio::time::Instant>) {
+    match served.check() {
+        Ok(true) => tracing::info!(
+            "TLS certificate {} loaded; served from the next connection on",
+            served.files().cert.display()
+        ),
+        Ok(false) => {}
+        Err(e) => tracing::warn!("TLS certificate: {e} (the current one is still served)"),
+    }
+    if served.files().ca.is_none()
+        && last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(86_400))
+    {
+        if tls::days_left(&served.files().cert).is_some_and(|n| n < tls::RENEW_BEFORE_DAYS) {
+            warn_near_end(&served.files().cert);
+            *last_warning = Some(tokio::time::Instant::now());
+        }
     }
 }
 
@@ -480,8 +499,8 @@ where
 
 /// What the running server does on its own: removes upload sessions idle past
 /// `upload_expiry_secs`, reclaims server keys never used by a first update, renews
-/// timestamps before they expire (every `timestamp_refresh_secs`), and probes whether
-/// storage can be written.
+/// timestamps before they expire (every `timestamp_refresh_secs`), renews or reloads its
+/// TLS certificate (every `tls_check_secs`), and probes whether storage can be written.
 async fn maintenance(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
     use tokio::time::Instant;
     let l = &app.config.limits;
@@ -489,16 +508,20 @@ async fn maintenance(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>
     let keys_every =
         (l.unused_key_expiry / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600));
     let refresh_every = app.config.timestamp_refresh_every;
+    let tls_every = app.config.tls_check_every;
     let start = Instant::now();
-    let (mut sweep, mut keys, mut probe, mut refresh) = (
+    let (mut sweep, mut keys, mut probe, mut refresh, mut tls_check) = (
         start + sweep_every,
         start + keys_every,
         start + app.health.next_probe(),
         start + refresh_every,
+        start + tls_every,
     );
+    let mut tls_warned = None;
     loop {
+        let next = sweep.min(keys).min(probe).min(refresh).min(tls_check);
         tokio::select! {
-            () = tokio::time::sleep_until(sweep.min(keys).min(probe).min(refresh)) => {}
+            () = tokio::time::sleep_until(next) => {}
             // A write just failed: probe now, then every second until it passes.
             () = app.health.changed.notified() => probe = Instant::now(),
             _ = stop.changed() => return,
@@ -535,6 +558,19 @@ async fn maintenance(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>
                 }
             }
             refresh = Instant::now() + refresh_every;
+        }
+        if now >= tls_check {
+            if let Some(served) = app.tls_served.get().cloned() {
+                // Files and a certificate signature: off the async workers.
+                let mut warned = tls_warned;
+                tls_warned = tokio::task::spawn_blocking(move || {
+                    check_tls(&served, &mut warned);
+                    warned
+                })
+                .await
+                .unwrap_or(tls_warned);
+            }
+            tls_check = Instant::now() + tls_every;
         }
         if now >= probe {
             app.health.probe().await;

@@ -195,8 +195,37 @@ fn cert_sans(pem_text: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// A rustls server configuration (TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1).
-pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+/// The certificate being served, swapped in place while the server runs: a generated one
+/// is issued again near its end ([`RENEW_BEFORE_DAYS`]), a configured one is loaded again
+/// when its files change (an operator's renewal). Handshakes already under way keep the
+/// certificate they started with; the next one gets the new one.
+pub struct Served {
+    files: TlsFiles,
+    /// The generated certificate's extra names (`None`: the operator's files).
+    generated: Option<Vec<String>>,
+    current: std::sync::RwLock<Loaded>,
+}
+
+struct Loaded {
+    /// The files' bytes as loaded (a change means a reload).
+    pem: (Vec<u8>, Vec<u8>),
+    key: Arc<rustls::sign::CertifiedKey>,
+    not_after: Option<i64>,
+}
+
+impl std::fmt::Debug for Served {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Served")
+            .field("files", &self.files)
+            .finish()
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+fn load(files: &TlsFiles) -> Result<Loaded, TlsError> {
     let cert_pem = std::fs::read(&files.cert).map_err(io(&files.cert))?;
     let key_pem = std::fs::read(&files.key).map_err(io(&files.key))?;
     let certs: Vec<_> = rustls_pemfile::certs(&mut cert_pem.as_slice())
@@ -211,13 +240,81 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsE
     let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
         .map_err(io(&files.key))?
         .ok_or_else(|| TlsError::Invalid(format!("{}: no private key", files.key.display())))?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+    let key = rustls::sign::CertifiedKey::from_der(certs, key, &provider())
+        .map_err(|e| TlsError::Invalid(format!("certificate and key: {e}")))?;
+    let not_after = cert_not_after(&cert_pem).map(|t| t.unix_timestamp());
+    Ok(Loaded {
+        pem: (cert_pem, key_pem),
+        key: Arc::new(key),
+        not_after,
+    })
+}
+
+impl Served {
+    /// Load `files`; `generated`: they are this server's own (under its CA), made with
+    /// these extra names.
+    pub fn load(files: TlsFiles, generated: Option<Vec<String>>) -> Result<Served, TlsError> {
+        let current = std::sync::RwLock::new(load(&files)?);
+        Ok(Served {
+            files,
+            generated,
+            current,
+        })
+    }
+
+    pub fn files(&self) -> &TlsFiles {
+        &self.files
+    }
+
+    /// When the served certificate stops being valid (unix seconds).
+    pub fn not_after(&self) -> Option<i64> {
+        self.current.read().map(|c| c.not_after).unwrap_or(None)
+    }
+
+    /// Renew a generated certificate near its end, and load the files again when they
+    /// changed. `Ok(true)`: another certificate is served from now on. A failure leaves
+    /// the current one served.
+    pub fn check(&self) -> Result<bool, TlsError> {
+        if let (Some(sans), Some(ca)) = (&self.generated, &self.files.ca) {
+            let dir = ca.parent().unwrap_or(Path::new("."));
+            ensure_generated(dir, sans)?;
+        }
+        let cert = std::fs::read(&self.files.cert).map_err(io(&self.files.cert))?;
+        let key = std::fs::read(&self.files.key).map_err(io(&self.files.key))?;
+        let unchanged = self
+            .current
+            .read()
+            .map(|c| c.pem.0 == cert && c.pem.1 == key)
+            .unwrap_or(false);
+        if unchanged {
+            return Ok(false);
+        }
+        let fresh = load(&self.files)?;
+        match self.current.write() {
+            Ok(mut c) => *c = fresh,
+            Err(p) => *p.into_inner() = fresh,
+        }
+        Ok(true)
+    }
+}
+
+impl rustls::server::ResolvesServerCert for Served {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.current.read().ok().map(|c| c.key.clone())
+    }
+}
+
+/// A rustls server configuration (TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1) serving what
+/// `served` holds.
+pub fn server_config(served: Arc<Served>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsError::Invalid(e.to_string()))?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| TlsError::Invalid(format!("certificate and key: {e}")))?;
+        .with_cert_resolver(served);
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }

@@ -35,7 +35,8 @@ pub fn serve(tls: bool, handler: Handler) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let (acceptor, ca) = if tls {
         let t = server::tls::ensure_generated(&dir.path().join("tls"), &[]).unwrap();
-        let cfg = server::tls::server_config(&t).unwrap();
+        let served = server::tls::Served::load(t.clone(), None).unwrap();
+        let cfg = server::tls::server_config(std::sync::Arc::new(served)).unwrap();
         (Some(tokio_rustls::TlsAcceptor::from(cfg)), t.ca)
     } else {
         (None, None)
