@@ -334,11 +334,10 @@ fn check_tls(served: &tls::Served, last_warning: &mut Option<tokio::time::Instan
     }
     if served.files().ca.is_none()
         && last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(86_400))
+        && tls::days_left(&served.files().cert).is_some_and(|n| n < tls::RENEW_BEFORE_DAYS)
     {
-        if tls::days_left(&served.files().cert).is_some_and(|n| n < tls::RENEW_BEFORE_DAYS) {
-            warn_near_end(&served.files().cert);
-            *last_warning = Some(tokio::time::Instant::now());
-        }
+        warn_near_end(&served.files().cert);
+        *last_warning = Some(tokio::time::Instant::now());
     }
 }
 
