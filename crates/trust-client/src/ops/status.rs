@@ -54,7 +54,8 @@ impl Level {
 #[derive(Debug, Clone, Serialize)]
 pub struct KeyStatus {
     pub id: String,
-    /// A root key's certificate: its NotAfter and days left.
+    /// An x509 key's certificate (every root key; a delegation key added as one): its
+    /// NotAfter and days left.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub certificate_expires: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -145,6 +146,39 @@ fn key_status(key: &PublicKey, now: &DateTime, warn_days: i64, worst: &mut Level
     }
 }
 
+/// The keys of `role`, each certificate's end judged (an x509 key: every root key, and a
+/// delegation key added as a certificate): `level` raised and a problem said for one
+/// that expires within the window or has expired.
+fn keys_status(
+    role: &str,
+    keys: &[PublicKey],
+    now: &DateTime,
+    warn_days: i64,
+    level: &mut Level,
+    problems: &mut Vec<String>,
+) -> Vec<KeyStatus> {
+    keys.iter()
+        .map(|k| {
+            let mut cert_level = Level::Ok;
+            let s = key_status(k, now, warn_days, &mut cert_level);
+            *level = (*level).max(cert_level);
+            if cert_level != Level::Ok {
+                problems.push(format!(
+                    "{role} key {}: certificate {} ({} days left)",
+                    s.id,
+                    if cert_level == Level::Expired {
+                        "expired"
+                    } else {
+                        "expires soon"
+                    },
+                    s.certificate_days_left.unwrap_or(0)
+                ));
+            }
+            s
+        })
+        .collect()
+}
+
 fn expiry_problem(
     problems: &mut Vec<String>,
     role: &str,
@@ -190,29 +224,7 @@ fn from_view(
         };
         expiry_problem(&mut problems, role, own, now, expires);
         let mut level = own;
-        let key_list: Vec<KeyStatus> = keys
-            .iter()
-            .map(|k| {
-                let mut cert_level = Level::Ok;
-                let s = key_status(k, now, warn_days, &mut cert_level);
-                if role == "root" {
-                    level = level.max(cert_level);
-                    if cert_level != Level::Ok {
-                        problems.push(format!(
-                            "root key {}: certificate {} ({} days left)",
-                            s.id,
-                            if cert_level == Level::Expired {
-                                "expired"
-                            } else {
-                                "expires soon"
-                            },
-                            s.certificate_days_left.unwrap_or(0)
-                        ));
-                    }
-                }
-                s
-            })
-            .collect();
+        let key_list = keys_status(role, &keys, now, warn_days, &mut level, &mut problems);
         roles.push(RoleStatus {
             role: role.to_owned(),
             version,
@@ -254,18 +266,24 @@ fn from_view(
         let expires = &m.signed().expires;
         let own = Level::of(now, expires, warn_days);
         expiry_problem(&mut problems, role.as_str(), own, now, expires);
+        let mut level = own;
+        let keys = keys_status(
+            role.as_str(),
+            &keys,
+            now,
+            warn_days,
+            &mut level,
+            &mut problems,
+        );
         roles.push(RoleStatus {
             role: role.to_string(),
             version: m.signed().version,
             expires: expires.to_string(),
             days_left: days_left(now, expires),
             threshold,
-            keys: keys
-                .iter()
-                .map(|k| key_status(k, now, warn_days, &mut Level::Ok))
-                .collect(),
+            keys,
             server_holds_key: None,
-            status: own,
+            status: level,
         });
     }
     problems.extend(view.warnings.iter().cloned());
@@ -357,9 +375,14 @@ pub fn status(
         .iter()
         .map(|n| repo_status(ctx, n, opts.warn_days))
         .collect();
+    print(out, &all, opts.json)
+}
+
+/// Write `all` as text or JSON; the worst level.
+fn print(out: &mut dyn Write, all: &[RepoStatus], json: bool) -> Result<Level> {
     let worst = all.iter().map(|r| r.status).max().unwrap_or(Level::Ok);
     let io = |e: std::io::Error| TrustError::Other(e.to_string());
-    if opts.json {
+    if json {
         let v = serde_json::json!({ "status": worst, "repositories": all });
         writeln!(
             out,
@@ -520,6 +543,129 @@ mod tests {
             .err()
             .expect("an expired root was trusted");
         assert!(e.contains("root") && e.contains("expired"), "{e}");
+    }
+
+    /// A repository with an expiring key (its root certificate, 30 days left) and an
+    /// expired one (a delegation key added as a certificate that ended yesterday; the
+    /// delegation's other key still signs): exit code 2, every line of the text and the
+    /// JSON as a user sees them.
+    #[test]
+    fn an_expiring_and_an_expired_key_are_reported_exactly() {
+        use notarium_testkit::evil::{EvilRepo, Spec};
+        use tuf::metadata::Metadata;
+        use tuf::sign::SigningKey;
+        let gun = "registry.example.com/status/keys";
+        let made = DateTime::from_unix_secs(1_800_000_000);
+        let repo = EvilRepo::new(gun, made);
+        let now = made.plus_days(3650 - 30);
+        let spec = Spec::new(now);
+        // targets/releases: an old signer whose certificate ended yesterday, and the
+        // current one.
+        let old = keys::PrivateKey::generate(keys::Algorithm::Ecdsa).unwrap();
+        let old_cert = keys::cert::root_certificate(
+            &old,
+            &tuf::Gun::new(gun).unwrap(),
+            now.plus_days(-400),
+            399,
+        )
+        .unwrap();
+        let mut targets = tuf::Targets::new(spec.targets_expires, 1);
+        tuf::edit::add_delegation(
+            &mut targets,
+            &tuf::RoleName::new("targets/releases").unwrap(),
+            &[old_cert.clone(), repo.releases_key.public().clone()],
+            1,
+            &["".to_owned()],
+        );
+        let targets =
+            Metadata::sign("targets", targets, &[SigningKey::plain(&repo.targets_key)]).unwrap();
+        let releases = Metadata::sign(
+            "targets/releases",
+            repo.releases_body(&spec),
+            &[SigningKey::plain(&repo.releases_key)],
+        )
+        .unwrap();
+        let files = repo.assemble(&spec, targets.raw().to_vec(), releases.raw().to_vec());
+        let view = view_at(gun, files, now).unwrap();
+        let st = from_view(gun, &view, &|_, _| Some(true), &now, 90);
+        let mut text = Vec::new();
+        let level = print(&mut text, std::slice::from_ref(&st), false).unwrap();
+        assert_eq!(level.exit_code(), 2);
+        let text = String::from_utf8(text).unwrap();
+        let t = |d: DateTime| to_seconds(&d.to_string());
+        let root_id = repo.root_cert.id().to_string();
+        let old_id = old_cert.id().to_string();
+        let rel_id = repo.releases_key.public().id().to_string();
+        let root_end = made.plus_days(3650);
+        let old_end = now.plus_days(-1);
+        let expected = format!(
+            "{gun}: EXPIRED
+  ROLE                     VERSION  EXPIRES               DAYS LEFT  THRESHOLD  SERVER KEY  STATUS
+  root                           1  {root}         30     1 of 1  -           WARNING
+    key {root_id}: certificate until {root_full} (30 days)
+  targets                        1  {tgt}       1000     1 of 1  -           ok
+  snapshot                       1  {snap}       1000     1 of 1  yes         ok
+  timestamp                      1  {ts}         14     1 of 1  yes         ok
+  targets/releases               1  {rel}       1000     1 of 2  -           EXPIRED
+    key {old_id}: certificate until {old_full} (-1 days)
+  ! root expires in 30 days ({root_full})
+  ! root key {root_id}: certificate expires soon (30 days left)
+  ! targets/releases key {old_id}: certificate expired (-1 days left)
+",
+            root = t(root_end),
+            root_full = root_end,
+            tgt = t(spec.targets_expires),
+            snap = t(spec.snapshot_expires),
+            ts = t(spec.timestamp_expires),
+            rel = t(spec.releases_expires),
+            old_full = old_end,
+        );
+        assert_eq!(text, expected);
+        assert!(
+            !text.contains(&rel_id),
+            "a plain key has no certificate line"
+        );
+
+        let mut json = Vec::new();
+        print(&mut json, std::slice::from_ref(&st), true).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        let cert = |id: &str, end: DateTime, days: i64| serde_json::json!({"id": id, "certificate_expires": end.to_string(), "certificate_days_left": days});
+        let plain = |id: String| serde_json::json!({ "id": id });
+        let role = |name: &str,
+                    end: DateTime,
+                    days: i64,
+                    threshold: u64,
+                    keys: Vec<serde_json::Value>,
+                    held: Option<bool>,
+                    status: &str| {
+            let mut r = serde_json::json!({"role": name, "version": 1, "expires": end.to_string(),
+                "days_left": days, "threshold": threshold, "keys": keys, "status": status});
+            if let Some(h) = held {
+                r["server_holds_key"] = h.into();
+            }
+            r
+        };
+        let expected = serde_json::json!({
+            "status": "expired",
+            "repositories": [{
+                "name": gun,
+                "status": "expired",
+                "roles": [
+                    role("root", root_end, 30, 1, vec![cert(&root_id, root_end, 30)], None, "warning"),
+                    role("targets", spec.targets_expires, 1000, 1, vec![plain(repo.targets_key.public().id().to_string())], None, "ok"),
+                    role("snapshot", spec.snapshot_expires, 1000, 1, vec![plain(repo.snapshot_key.public().id().to_string())], Some(true), "ok"),
+                    role("timestamp", spec.timestamp_expires, 14, 1, vec![plain(repo.timestamp_key.public().id().to_string())], Some(true), "ok"),
+                    role("targets/releases", spec.releases_expires, 1000, 1,
+                        vec![cert(&old_id, old_end, -1), plain(rel_id.clone())], None, "expired"),
+                ],
+                "problems": [
+                    format!("root expires in 30 days ({root_end})"),
+                    format!("root key {root_id}: certificate expires soon (30 days left)"),
+                    format!("targets/releases key {old_id}: certificate expired (-1 days left)"),
+                ],
+            }],
+        });
+        assert_eq!(v, expected);
     }
 
     #[test]
