@@ -353,3 +353,153 @@ fn three_root_renewals_are_walked_by_every_client() {
         assert_eq!(cached.signed().version, 4);
     }
 }
+
+/// Every key and signature of the repository's role files: (role file, key types,
+/// signature methods).
+fn algorithms(
+    server: &TestServer,
+    gun: &str,
+    files: &[&str],
+) -> Vec<(String, Vec<String>, Vec<String>)> {
+    files
+        .iter()
+        .map(|f| {
+            let a = server.endpoint.get_file(gun, f);
+            assert_eq!(a.status, 200, "{f}: {}", a.text());
+            let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+            let mut keys: Vec<String> = Vec::new();
+            for place in [&v["signed"]["keys"], &v["signed"]["delegations"]["keys"]] {
+                if let Some(m) = place.as_object() {
+                    keys.extend(
+                        m.values()
+                            .map(|k| k["keytype"].as_str().unwrap().to_owned()),
+                    );
+                }
+            }
+            let sigs = v["signatures"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["method"].as_str().unwrap().to_owned())
+                .collect();
+            (f.to_string(), keys, sigs)
+        })
+        .collect()
+}
+
+/// Only what the admission controllers in use accept (Connaisseur's Notary v1 schema:
+/// `ecdsa`/`ecdsa-x509` keys, `ecdsa` signatures).
+fn assert_ecdsa_only(found: &[(String, Vec<String>, Vec<String>)]) {
+    for (file, keys, sigs) in found {
+        assert!(!sigs.is_empty(), "{file}: unsigned");
+        for k in keys {
+            assert!(k == "ecdsa" || k == "ecdsa-x509", "{file}: a {k} key");
+        }
+        for s in sigs {
+            assert_eq!(s, "ecdsa", "{file}: a {s} signature");
+        }
+    }
+}
+
+const ROLE_FILES: [&str; 6] = [
+    "root.json",
+    "targets.json",
+    "targets/releases.json",
+    "targets/alice.json",
+    "snapshot.json",
+    "timestamp.json",
+];
+
+#[test]
+fn a_default_repository_is_ecdsa_throughout_and_an_ed25519_one_moves_to_ecdsa() {
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = Distribution::start();
+    let notarium_bin = Path::new(env!("CARGO_BIN_EXE_notarium"));
+
+    // Default settings, the repository made by the docker CLI (its keys) and signed by
+    // notarium: the server's snapshot and timestamp keys are ECDSA too.
+    let server = TestServer::start();
+    let alice = server.user(tmp.path(), "alice");
+    let repo = format!("{}/ecdsa/default", registry.addr);
+    let image = push_image(&registry.url(), "ecdsa/default", "v1", "v1");
+    alice.ok(&["trust", "key", "generate", "alice", "--dir", "."]);
+    alice.ok(&[
+        "trust",
+        "signer",
+        "add",
+        "--key",
+        "alice.pub",
+        "alice",
+        &repo,
+    ]);
+    notarium(&alice, &["trust", "sign", &format!("{repo}:v1")]);
+    let found = algorithms(&server, &repo, &ROLE_FILES);
+    assert_ecdsa_only(&found);
+    assert_eq!(found[0].1.len(), 4, "root lists its four keys: {found:?}");
+    verify(&alice, &repo, "v1", &image);
+
+    // A server configured for ed25519 (notarium's old default): then rotated.
+    let old = TestServer::start_with(notarium_testkit::server::Options {
+        configure: Box::new(|c| c.key_algorithm = keys::Algorithm::Ed25519),
+        ..Default::default()
+    });
+    let bob = old.user(tmp.path(), "bob");
+    let repo = format!("{}/ecdsa/moved", registry.addr);
+    let image = push_image(&registry.url(), "ecdsa/moved", "v1", "v1");
+    bob.sign_as(notarium_bin, "alice", &repo, "v1");
+    let before = algorithms(&old, &repo, &["timestamp.json", "snapshot.json"]);
+    assert_eq!(before[0].2, ["eddsa"], "{before:?}");
+    assert_eq!(before[1].2, ["eddsa"], "{before:?}");
+    let (root_id, _, tags) = docker_view(&bob, &repo);
+
+    let r = notarium(
+        &bob,
+        &[
+            "trust",
+            "key",
+            "rotate",
+            &repo,
+            "timestamp",
+            "--key-algorithm",
+            "ecdsa",
+        ],
+    );
+    assert!(r.stdout.contains("timestamp"), "{}", r.stdout);
+    notarium(
+        &bob,
+        &[
+            "trust",
+            "key",
+            "rotate",
+            &repo,
+            "snapshot",
+            "--server",
+            "--key-algorithm",
+            "ecdsa",
+        ],
+    );
+    assert_ecdsa_only(&algorithms(&old, &repo, &ROLE_FILES));
+    // The docker CLI (its cache from the ed25519 days, and a new user) reads on.
+    let (root_b, _, tags_b) = docker_view(&bob, &repo);
+    assert_eq!((root_b, tags_b), (root_id.clone(), tags.clone()));
+    let carol = old.user(tmp.path(), "carol");
+    let (root_c, _, tags_c) = docker_view(&carol, &repo);
+    assert_eq!((root_c, tags_c), (root_id, tags));
+    verify(&carol, &repo, "v1", &image);
+    // A local key cannot be given an algorithm this way.
+    let r = bob.run_program(
+        notarium_bin,
+        &[
+            "trust",
+            "key",
+            "rotate",
+            &repo,
+            "targets",
+            "--key-algorithm",
+            "ed25519",
+        ],
+        "",
+    );
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("a key the server holds"), "{}", r.stderr);
+}

@@ -58,7 +58,8 @@ pub struct ServerArgs {
     /// Development mode: allow running without NOTARIUM_KEY_PASSPHRASE (empty passphrase).
     #[arg(long)]
     dev: bool,
-    /// Algorithm of new server-held keys: ed25519 or ecdsa.
+    /// Algorithm of new server-held keys: ecdsa (default, as notary-signer and Docker Hub
+    /// used; admission controllers such as Connaisseur accept only it) or ed25519.
     #[arg(long, value_name = "ALG")]
     key_algorithm: Option<String>,
 }

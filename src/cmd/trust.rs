@@ -115,6 +115,9 @@ enum KeyCommand {
         /// Root: a new root key (default: a new certificate for the same root key).
         #[arg(long)]
         new_key: bool,
+        /// The new server-held key's algorithm: ecdsa (the server's default) or ed25519.
+        #[arg(long, value_name = "ALGORITHM")]
+        key_algorithm: Option<String>,
     },
 }
 
@@ -164,7 +167,16 @@ pub fn run(args: TrustArgs) -> Result<(), String> {
             role,
             server,
             new_key,
-        }) => ops::rotate::rotate(&mut ctx, &mut out, &repo, &role, server, new_key),
+            key_algorithm,
+        }) => ops::rotate::rotate(
+            &mut ctx,
+            &mut out,
+            &repo,
+            &role,
+            server,
+            new_key,
+            key_algorithm.as_deref(),
+        ),
         TrustCommand::Signer(SignerCommand::Add {
             keys,
             name,

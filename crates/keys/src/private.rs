@@ -286,6 +286,15 @@ impl PrivateKey {
     pub fn is_ecdsa(&self) -> bool {
         matches!(self.inner, Inner::Ecdsa { .. })
     }
+
+    /// The algorithm, when it is one notarium generates (an RSA key is not).
+    pub fn algorithm(&self) -> Option<Algorithm> {
+        match self.inner {
+            Inner::Ecdsa { .. } => Some(Algorithm::Ecdsa),
+            Inner::Ed25519 { .. } => Some(Algorithm::Ed25519),
+            Inner::Rsa { .. } => None,
+        }
+    }
 }
 
 /// The uncompressed EC point inside an ECDSA SPKI.

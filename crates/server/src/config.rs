@@ -244,7 +244,7 @@ impl Default for ServerConfig {
             insecure_http: false,
             key_passphrase: None,
             dev: false,
-            key_algorithm: keys::Algorithm::Ed25519,
+            key_algorithm: keys::Algorithm::Ecdsa,
             kdf_iterations: crate::secrets::DEFAULT_KDF_ITERATIONS,
             gun_prefixes: Vec::new(),
             max_upload_bytes: DEFAULT_MAX_UPLOAD,

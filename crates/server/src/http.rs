@@ -252,7 +252,10 @@ async fn handle(app: &App, route: Route, req: Request, may_mount: bool) -> Handl
         (Route::File(gun, file), Method::GET) => get_file(app, &gun, file).await,
         (Route::File(gun, TufFile::Key(role)), Method::POST) => (
             Some(Operation::RotateKey),
-            app.trust.key(&gun, &role, true).await.map(key_response),
+            match rotation_algorithm(req.uri().query()) {
+                Ok(a) => app.trust.key(&gun, &role, Some(a)).await.map(key_response),
+                Err(e) => Err(e),
+            },
         ),
         (Route::Changefeed(gun), Method::GET) => (
             Some(Operation::Changefeed),
@@ -276,6 +279,21 @@ async fn handle(app: &App, route: Route, req: Request, may_mount: bool) -> Handl
         (Route::RegistryInvalid(e), _) => (None, Ok(e.into_response())),
         _ => (None, Err(ApiError::no_route())),
     }
+}
+
+/// `POST <role>.key?algorithm=ecdsa|ed25519` (a notarium extension; Notary clients send no
+/// query and get the server's default).
+fn rotation_algorithm(query: Option<&str>) -> Result<Option<keys::Algorithm>, ApiError> {
+    let mut out = None;
+    for (k, v) in form_pairs(query.unwrap_or("")) {
+        if k == "algorithm" {
+            out = Some(
+                crate::config::parse_algorithm(&v)
+                    .map_err(|e| ApiError::with_detail(Code::InvalidParameters, e.into()))?,
+            );
+        }
+    }
+    Ok(out)
 }
 
 /// The token endpoint (builtin mode): GET with the query, POST with a form body.
@@ -552,7 +570,7 @@ async fn get_file(app: &App, gun: &Gun, file: TufFile) -> Handled {
         ),
         TufFile::Key(role) => (
             Some(Operation::GetKey),
-            app.trust.key(gun, &role, false).await.map(key_response),
+            app.trust.key(gun, &role, None).await.map(key_response),
         ),
     }
 }

@@ -49,8 +49,13 @@ impl KeyService {
         }
     }
 
-    async fn create(&self, gun: &Gun, role: &str) -> Result<Arc<PrivateKey>, KeyServiceError> {
-        let key = PrivateKey::generate(self.algorithm)?;
+    async fn create(
+        &self,
+        gun: &Gun,
+        role: &str,
+        algorithm: keys::Algorithm,
+    ) -> Result<Arc<PrivateKey>, KeyServiceError> {
+        let key = PrivateKey::generate(algorithm)?;
         let id = key.id().to_string();
         let sealed = self.master.seal(&id, &key.to_pkcs8_der())?;
         self.storage
@@ -123,16 +128,18 @@ impl KeyService {
                 }
             }
         }
-        self.pending(gun, role, root).await
+        self.pending(gun, role, root, None).await
     }
 
     /// `POST <role>.key`: a key to rotate to. The same pending key is returned until a root
-    /// that lists it is published; then the next call makes a new one.
+    /// that lists it is published; then the next call makes a new one. `algorithm` (the
+    /// server's default when `None`): a pending key of another algorithm is replaced.
     pub async fn pending(
         &self,
         gun: &Gun,
         role: &str,
         root: Option<&Root>,
+        algorithm: Option<keys::Algorithm>,
     ) -> Result<PublicKey, KeyServiceError> {
         let in_root = |id: &str| {
             root.and_then(|r| r.roles.get(role))
@@ -143,11 +150,15 @@ impl KeyService {
             if let Some(id) = &current {
                 if !in_root(id) {
                     if let Some(k) = self.load(gun, id).await? {
-                        return Ok(k.public().clone());
+                        if algorithm.is_none_or(|a| k.algorithm() == Some(a)) {
+                            return Ok(k.public().clone());
+                        }
                     }
                 }
             }
-            let k = self.create(gun, role).await?;
+            let k = self
+                .create(gun, role, algorithm.unwrap_or(self.algorithm))
+                .await?;
             if self
                 .storage
                 .set_pending_key(gun, role, current.as_deref(), k.id().as_str())

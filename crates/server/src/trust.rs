@@ -569,17 +569,18 @@ impl TrustService {
             .ok_or_else(ApiError::not_found)
     }
 
-    /// `GET <role>.key` (`rotate = false`) and `POST <role>.key` (`rotate = true`).
+    /// `GET <role>.key` (`rotate = None`) and `POST <role>.key` (`rotate = Some(algorithm)`:
+    /// a new key of that algorithm, the server's default when `None`).
     pub async fn key(
         &self,
         gun: &Gun,
         role: &RoleName,
-        rotate: bool,
+        rotate: Option<Option<keys::Algorithm>>,
     ) -> Result<tuf::PublicKey, ApiError> {
         let root: Option<Metadata<Root>> = self.current_parsed(gun, &RoleName::root()).await?;
         let root = root.as_ref().map(|m| m.signed());
-        let r = if rotate {
-            self.keys.pending(gun, role.as_str(), root).await
+        let r = if let Some(algorithm) = rotate {
+            self.keys.pending(gun, role.as_str(), root, algorithm).await
         } else {
             self.keys.current_or_pending(gun, role.as_str(), root).await
         };

@@ -176,6 +176,18 @@ fn cache_headers_and_last_modified() {
     assert_eq!(header(&s, &cur, "pragma").as_deref(), Some("no-cache"));
 }
 
+/// `POST timestamp.key?algorithm=…`.
+fn rotate_to(s: &TestServer, algorithm: &str) -> (String, PublicKey) {
+    let url = format!(
+        "{}?algorithm={algorithm}",
+        s.trust_url(GUN, "timestamp.key")
+    );
+    let r = s.client().post(url).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let text = r.text().unwrap();
+    (text.clone(), serde_json::from_str(&text).unwrap())
+}
+
 fn key_of(s: &TestServer, method: &str, role: &str) -> (String, PublicKey) {
     let url = s.trust_url(GUN, &format!("{role}.key"));
     let r = match method {
@@ -193,7 +205,7 @@ fn key_endpoints_and_remote_rotation() {
     let (json, ts1) = key_of(&s, "GET", "timestamp");
     // The reference's shape: keytype, then keyval with public before private.
     assert!(
-        json.starts_with("{\"keytype\":\"ed25519\",\"keyval\":{\"public\":\""),
+        json.starts_with("{\"keytype\":\"ecdsa\",\"keyval\":{\"public\":\""),
         "{json}"
     );
     assert!(json.ends_with("\",\"private\":null}}"), "{json}");
@@ -229,6 +241,29 @@ fn key_endpoints_and_remote_rotation() {
     assert_eq!(key_of(&s, "GET", "timestamp").1.id(), ts2.id());
     let ts3 = key_of(&s, "POST", "timestamp").1;
     assert!(ts3.id() != ts1.id() && ts3.id() != ts2.id());
+    // A rotation may name the algorithm (notarium's `?algorithm=`): the pending ECDSA key
+    // is replaced by an ed25519 one, kept while the same algorithm is asked for.
+    let (json, ed) = rotate_to(&s, "ed25519");
+    assert!(json.starts_with("{\"keytype\":\"ed25519\""), "{json}");
+    assert_ne!(ed.id(), ts3.id());
+    assert_eq!(key_of(&s, "POST", "timestamp").1.id(), ed.id());
+    assert_eq!(rotate_to(&s, "ed25519").1.id(), ed.id());
+    let (json, ec) = rotate_to(&s, "ecdsa");
+    assert!(json.starts_with("{\"keytype\":\"ecdsa\""), "{json}");
+    assert_ne!(ec.id(), ed.id());
+    // Another algorithm: 400, and the pending key unchanged.
+    let before = key_of(&s, "POST", "timestamp").1;
+    let r = s
+        .client()
+        .post(format!(
+            "{}?algorithm=rsa",
+            s.trust_url(GUN, "timestamp.key")
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().unwrap().contains("INVALID_PARAMETERS"));
+    assert_eq!(key_of(&s, "POST", "timestamp").1.id(), before.id());
 }
 
 #[test]

@@ -90,8 +90,17 @@ impl TrustRemote {
     }
 
     /// `POST <role>.key`: a new server key for a role (rotation).
-    pub fn rotate_server_key(&self, role: &str) -> Result<tuf::PublicKey, NetError> {
-        let path = self.path(&format!("{role}.key"));
+    /// `POST <role>.key`: a new key held by the server (`algorithm`: `ecdsa` or
+    /// `ed25519`, as a query the server reads; its default when `None`).
+    pub fn rotate_server_key(
+        &self,
+        role: &str,
+        algorithm: Option<&str>,
+    ) -> Result<tuf::PublicKey, NetError> {
+        let mut path = self.path(&format!("{role}.key"));
+        if let Some(a) = algorithm {
+            path.push_str(&format!("?algorithm={a}"));
+        }
         let url = format!("{}{path}", self.session.base());
         let r = self.session.send(
             self.session.request(

@@ -20,12 +20,19 @@ pub fn renew(ctx: &mut Context, out: &mut dyn Write, image: &str) -> Result<()> 
     let mut r = Reference::parse(image).map_err(|e| TrustError::Usage(e.to_string()))?;
     r.tag = None;
     // Root first (its own update): renewed when its key is here, left alone if not.
-    let root_renewed =
-        match crate::ops::rotate::rotate(ctx, &mut std::io::sink(), image, "root", false, false) {
-            Ok(()) => true,
-            Err(TrustError::NoSigningKey { .. }) => false,
-            Err(e) => return Err(e),
-        };
+    let root_renewed = match crate::ops::rotate::rotate(
+        ctx,
+        &mut std::io::sink(),
+        image,
+        "root",
+        false,
+        false,
+        None,
+    ) {
+        Ok(()) => true,
+        Err(TrustError::NoSigningKey { .. }) => false,
+        Err(e) => return Err(e),
+    };
     let keyring = Keyring::new(&ctx.config);
     let (repo, mut view) = Repo::existing_to_renew(ctx, &r)?;
     let gun = repo.gun.clone();

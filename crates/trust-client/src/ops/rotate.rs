@@ -27,6 +27,7 @@ pub fn rotate(
     role: &str,
     server_managed: bool,
     new_key: bool,
+    key_algorithm: Option<&str>,
 ) -> Result<()> {
     if !matches!(role, "root" | "targets" | "snapshot" | "timestamp") {
         return Err(TrustError::Usage(format!(
@@ -37,6 +38,18 @@ pub fn rotate(
         return Err(TrustError::Usage(
             "--new-key is for root (every other rotation makes a new key)".into(),
         ));
+    }
+    if let Some(a) = key_algorithm {
+        if !(role == "timestamp" || role == "snapshot" && server_managed) {
+            return Err(TrustError::Usage(
+                "--key-algorithm chooses the algorithm of a key the server holds (timestamp, or snapshot with --server)".into(),
+            ));
+        }
+        if !matches!(a, "ecdsa" | "ed25519") {
+            return Err(TrustError::Usage(format!(
+                "key algorithm {a:?}: expected ecdsa or ed25519"
+            )));
+        }
     }
     if matches!(role, "root" | "targets") && server_managed {
         return Err(TrustError::Usage(format!(
@@ -93,7 +106,7 @@ pub fn rotate(
             ));
         }
         "snapshot" if server_managed => {
-            let k = repo.remote.rotate_server_key("snapshot")?;
+            let k = repo.remote.rotate_server_key("snapshot", key_algorithm)?;
             edit::set_root_role(&mut root, "snapshot", &[k], 1);
         }
         "snapshot" => {
@@ -108,7 +121,7 @@ pub fn rotate(
         }
         _ => {
             // The timestamp key always lives on the server.
-            let k = repo.remote.rotate_server_key("timestamp")?;
+            let k = repo.remote.rotate_server_key("timestamp", key_algorithm)?;
             edit::set_root_role(&mut root, "timestamp", &[k], 1);
         }
     }
