@@ -33,10 +33,40 @@ enum Command {
     Login(cmd::login::LoginArgs),
     /// Log out from a registry.
     Logout(cmd::login::LogoutArgs),
+    /// Install this binary as the docker CLI plugin `docker-trust` (a link in
+    /// `<config>/cli-plugins`, or the system plugin directory), so `docker trust …` runs
+    /// it where docker no longer has the command (docker 29 and later).
+    InstallDockerPlugin {
+        /// Into /usr/local/lib/docker/cli-plugins, for every user.
+        #[arg(long)]
+        system: bool,
+    },
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match argv.first() {
+        Some(argv0) if cmd::plugin::invoked_as_plugin(argv0) => {
+            match cmd::plugin::parse(&argv[1..]) {
+                Ok(cmd::plugin::Call::Metadata) => {
+                    println!("{}", cmd::plugin::metadata());
+                    return ExitCode::SUCCESS;
+                }
+                Ok(cmd::plugin::Call::Trust { args, env }) => {
+                    // Before any thread exists.
+                    for (k, v) in env {
+                        std::env::set_var(k, v);
+                    }
+                    Cli::parse_from(args)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        _ => Cli::parse_from(argv),
+    };
     let result = match cli.command {
         Command::Server(args) => cmd::server::run(*args),
         Command::Trust(args) => cmd::trust::run(args),
@@ -44,6 +74,12 @@ fn main() -> ExitCode {
         Command::Pull(args) => cmd::image::pull(args),
         Command::Login(args) => cmd::login::login(args),
         Command::Logout(args) => cmd::login::logout(args),
+        Command::InstallDockerPlugin { system } => cmd::plugin::install(system).map(|link| {
+            println!(
+                "Installed {} (docker trust … runs notarium)",
+                link.display()
+            );
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

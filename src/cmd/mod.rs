@@ -1,5 +1,6 @@
 pub mod image;
 pub mod login;
+pub mod plugin;
 pub mod prompt;
 pub mod server;
 pub mod trust;
