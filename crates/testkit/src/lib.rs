@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod docker;
+pub mod engine;
 pub mod evil;
 pub mod garage;
 pub mod http;

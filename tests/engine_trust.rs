@@ -1,0 +1,187 @@
+//! Docker Content Trust through a real Docker Engine (Debian's dockerd 20.10 on a private
+//! socket) and the docker 28 CLI, against notarium (registry and trust server on one
+//! port): `DOCKER_CONTENT_TRUST=1 docker push` signs the pushed digest; a trusted pull
+//! gets the signed digest, refuses an unsigned tag, and still gets the signed content
+//! after the tag was moved behind trust's back; a signer added with `docker trust signer
+//! add` signs with `docker push` and shows in `docker trust inspect`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::Command;
+
+use notarium_testkit::docker::{Docker, Run};
+use notarium_testkit::engine::Engine;
+use notarium_testkit::oci::{write_docker_save, Image};
+use notarium_testkit::TestServer;
+
+const BIN: &str = env!("CARGO_BIN_EXE_notarium");
+
+/// docker against the engine, with content trust on or off.
+fn docker(user: &Docker, engine: &Engine, trust: bool, args: &[&str]) -> Run {
+    let mut c: Command = user.command(args);
+    c.env("DOCKER_HOST", &engine.host)
+        .env("DOCKER_CONTENT_TRUST", if trust { "1" } else { "0" });
+    let o = c.output().unwrap();
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+fn ok(user: &Docker, engine: &Engine, trust: bool, args: &[&str]) -> Run {
+    let r = docker(user, engine, trust, args);
+    assert_eq!(r.code, 0, "docker {args:?}:\n{}\n{}", r.stdout, r.stderr);
+    r
+}
+
+/// Load `image` into the engine as `name` (`docker load` of a `docker save` archive).
+fn load(user: &Docker, engine: &Engine, image: &Image, name: &str) {
+    let tar = user.cwd.join(format!("{}.tar", image.digest.hex()));
+    write_docker_save(&tar, image, name);
+    ok(user, engine, false, &["load", "-i", tar.to_str().unwrap()]);
+}
+
+/// The manifest digest a push reported (`TAG: digest: sha256:… size: N`).
+fn pushed_digest(push: &Run) -> String {
+    push.stdout
+        .lines()
+        .find_map(|l| l.split_once(": digest: "))
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no digest in: {}", push.stdout))
+        .to_owned()
+}
+
+/// The engine's image ID for `name` (its config digest).
+fn image_id(user: &Docker, engine: &Engine, name: &str) -> String {
+    ok(
+        user,
+        engine,
+        false,
+        &["image", "inspect", "--format", "{{.Id}}", name],
+    )
+    .stdout
+    .trim()
+    .to_owned()
+}
+
+#[test]
+fn trusted_push_and_pull_through_a_real_engine() {
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = Engine::start();
+    let server = TestServer::start();
+    let alice = server.user(tmp.path(), "alice");
+    let repo = format!("{}/engine/app", server.addr);
+    let signed = Image::new("engine-signed", "amd64", 4096);
+    let other = Image::new("engine-other", "amd64", 4096);
+
+    // Trusted push: the engine pushes, the CLI signs the digest it reported.
+    load(&alice, &engine, &signed, &format!("{repo}:v1"));
+    let r = ok(&alice, &engine, true, &["push", &format!("{repo}:v1")]);
+    assert!(
+        r.stdout.contains("Signing and pushing trust metadata"),
+        "{}",
+        r.stdout
+    );
+    // (The engine pushes its own manifest of the image: the digest is the engine's.)
+    let v1 = pushed_digest(&r);
+    let verified = alice.run_program(
+        Path::new(BIN),
+        &["trust", "verify", &format!("{repo}:v1")],
+        "",
+    );
+    assert_eq!(verified.code, 0, "{}", verified.stderr);
+    assert_eq!(verified.stdout.trim(), v1);
+
+    // An unsigned tag (pushed without trust) is refused by a trusted pull.
+    load(&alice, &engine, &other, &format!("{repo}:unsigned"));
+    ok(
+        &alice,
+        &engine,
+        false,
+        &["push", &format!("{repo}:unsigned")],
+    );
+    let r = docker(
+        &alice,
+        &engine,
+        true,
+        &["pull", &format!("{repo}:unsigned")],
+    );
+    assert_ne!(r.code, 0, "an unsigned tag was pulled: {}", r.stdout);
+    assert!(
+        r.stderr.contains("No valid trust data for unsigned")
+            || r.stderr.contains("does not have trust data"),
+        "{}",
+        r.stderr
+    );
+
+    // The tag moved behind trust's back: a trusted pull still gets the signed digest.
+    ok(
+        &alice,
+        &engine,
+        false,
+        &["tag", &format!("{repo}:unsigned"), &format!("{repo}:v1")],
+    );
+    ok(&alice, &engine, false, &["push", &format!("{repo}:v1")]);
+    ok(
+        &alice,
+        &engine,
+        false,
+        &[
+            "rmi",
+            "-f",
+            &format!("{repo}:v1"),
+            &format!("{repo}:unsigned"),
+        ],
+    );
+    let r = ok(&alice, &engine, true, &["pull", &format!("{repo}:v1")]);
+    assert!(
+        r.stdout.contains(&format!("{repo}:v1@{v1}")),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        image_id(&alice, &engine, &format!("{repo}:v1")),
+        signed.config.digest.to_string()
+    );
+
+    // A delegated signer, added with docker's own command, signs with docker push.
+    let bob = server.user(tmp.path(), "bob");
+    ok(
+        &bob,
+        &engine,
+        false,
+        &["trust", "key", "generate", "bob", "--dir", "."],
+    );
+    std::fs::copy(bob.cwd.join("bob.pub"), alice.cwd.join("bob.pub")).unwrap();
+    ok(
+        &alice,
+        &engine,
+        false,
+        &["trust", "signer", "add", "--key", "bob.pub", "bob", &repo],
+    );
+    let third = Image::new("engine-bob", "amd64", 4096);
+    load(&bob, &engine, &third, &format!("{repo}:v2"));
+    let r = ok(&bob, &engine, true, &["push", &format!("{repo}:v2")]);
+    assert!(
+        r.stdout.contains("Signing and pushing trust metadata"),
+        "{}",
+        r.stdout
+    );
+    let v2_digest = pushed_digest(&r);
+    let inspect: serde_json::Value =
+        serde_json::from_str(&ok(&alice, &engine, false, &["trust", "inspect", &repo]).stdout)
+            .unwrap();
+    let tags = inspect[0]["SignedTags"].as_array().unwrap();
+    let v2 = tags.iter().find(|t| t["SignedTag"] == "v2").unwrap();
+    assert_eq!(v2["Digest"], v2_digest.trim_start_matches("sha256:"));
+    assert_eq!(v2["Signers"], serde_json::json!(["bob"]));
+    let signers: Vec<&str> = inspect[0]["Signers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["Name"].as_str().unwrap())
+        .collect();
+    assert_eq!(signers, ["bob"]);
+}
