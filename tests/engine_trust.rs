@@ -185,3 +185,180 @@ fn trusted_push_and_pull_through_a_real_engine() {
         .collect();
     assert_eq!(signers, ["bob"]);
 }
+
+/// `program ARGS` as `user`, against the engine.
+fn with_engine(user: &Docker, engine: &Engine, program: &Path, args: &[&str]) -> Run {
+    let mut c = user.command_of(program, args);
+    c.env("DOCKER_HOST", &engine.host);
+    let o = c.output().unwrap();
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// The same outcomes without docker's content trust: `notarium trust push/pull` and the
+/// docker CLI plugin (`docker-trust trust …`, invoked as docker invokes a plugin) drive
+/// the same engine through its API.
+#[test]
+fn notarium_and_the_plugin_push_and_pull_through_the_engine() {
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = Engine::start();
+    let server = TestServer::start();
+    let alice = server.user(tmp.path(), "alice");
+    let bob = server.user(tmp.path(), "bob");
+    let repo = format!("{}/engine/api", server.addr);
+    let bin = Path::new(BIN);
+    for u in [&alice, &bob] {
+        assert_eq!(u.run_program(bin, &["install-docker-plugin"], "").code, 0);
+    }
+    let plugin = |u: &Docker| u.config.join("cli-plugins/docker-trust");
+    let signed = Image::new("api-signed", "amd64", 4096);
+    let other = Image::new("api-other", "amd64", 4096);
+
+    // notarium trust push: pushed by the engine, the reported digest signed.
+    load(&alice, &engine, &signed, &format!("{repo}:v1"));
+    let r = with_engine(
+        &alice,
+        &engine,
+        bin,
+        &["trust", "push", &format!("{repo}:v1")],
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let v1 = pushed_digest(&r);
+    assert!(
+        r.stdout.contains(&format!("Successfully signed {repo}:v1")),
+        "{}",
+        r.stdout
+    );
+    let v = alice.run_program(bin, &["trust", "verify", &format!("{repo}:v1")], "");
+    assert_eq!(v.stdout.trim(), v1);
+
+    // An unsigned tag is refused by both pulls, and nothing is pulled.
+    load(&alice, &engine, &other, &format!("{repo}:unsigned"));
+    ok(
+        &alice,
+        &engine,
+        false,
+        &["push", &format!("{repo}:unsigned")],
+    );
+    ok(
+        &alice,
+        &engine,
+        false,
+        &["rmi", "-f", &format!("{repo}:unsigned")],
+    );
+    for program in [bin.to_path_buf(), plugin(&alice)] {
+        let r = with_engine(
+            &alice,
+            &engine,
+            &program,
+            &["trust", "pull", &format!("{repo}:unsigned")],
+        );
+        assert_ne!(r.code, 0, "{}", r.stdout);
+        assert!(
+            r.stderr.contains("No valid trust data for unsigned"),
+            "{}",
+            r.stderr
+        );
+    }
+    let r = docker(
+        &alice,
+        &engine,
+        false,
+        &["image", "inspect", &format!("{repo}:unsigned")],
+    );
+    assert_ne!(r.code, 0, "the unsigned image was pulled");
+
+    // The tag moved behind trust's back: both pulls still get the signed content.
+    ok(
+        &alice,
+        &engine,
+        false,
+        &["pull", &format!("{repo}:unsigned")],
+    );
+    ok(
+        &alice,
+        &engine,
+        false,
+        &["tag", &format!("{repo}:unsigned"), &format!("{repo}:v1")],
+    );
+    ok(&alice, &engine, false, &["push", &format!("{repo}:v1")]);
+    for program in [bin.to_path_buf(), plugin(&alice)] {
+        ok(
+            &alice,
+            &engine,
+            false,
+            &["rmi", "-f", &format!("{repo}:v1")],
+        );
+        let r = with_engine(
+            &alice,
+            &engine,
+            &program,
+            &["trust", "pull", &format!("{repo}:v1")],
+        );
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+        assert!(
+            r.stdout
+                .starts_with(&format!("Pull (1 of 1): {repo}:v1@{v1}\n")),
+            "{}",
+            r.stdout
+        );
+        assert!(
+            r.stdout
+                .ends_with(&format!("Tagging {repo}@{v1} as {repo}:v1\n")),
+            "{}",
+            r.stdout
+        );
+        assert_eq!(
+            image_id(&alice, &engine, &format!("{repo}:v1")),
+            signed.config.digest.to_string()
+        );
+    }
+
+    // A signer added through the plugin pushes through the plugin; inspect through the
+    // plugin reads as docker's own.
+    let r = bob.run_program(
+        &plugin(&bob),
+        &["trust", "key", "generate", "bob", "--dir", "."],
+        "",
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    std::fs::copy(bob.cwd.join("bob.pub"), alice.cwd.join("bob.pub")).unwrap();
+    let r = alice.run_program(
+        &plugin(&alice),
+        &["trust", "signer", "add", "--key", "bob.pub", "bob", &repo],
+        "",
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let third = Image::new("api-bob", "amd64", 4096);
+    load(&bob, &engine, &third, &format!("{repo}:v2"));
+    let r = with_engine(
+        &bob,
+        &engine,
+        &plugin(&bob),
+        &["trust", "push", &format!("{repo}:v2")],
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let v2 = pushed_digest(&r);
+    let pretty = alice.run_program(
+        &plugin(&alice),
+        &["trust", "inspect", "--pretty", &repo],
+        "",
+    );
+    assert_eq!(pretty.code, 0, "{}", pretty.stderr);
+    assert_eq!(
+        pretty.stdout,
+        alice.ok(&["trust", "inspect", "--pretty", &repo]).stdout
+    );
+    let hex = v2.trim_start_matches("sha256:");
+    assert!(
+        pretty
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("v2 ") && l.contains(hex) && l.ends_with("bob")),
+        "{}",
+        pretty.stdout
+    );
+}

@@ -84,6 +84,18 @@ enum TrustCommand {
         #[arg(value_name = "IMAGE[:TAG]")]
         image: String,
     },
+    /// Push an image from the Docker Engine (DOCKER_HOST) and sign the digest the push
+    /// reported (docker push with DOCKER_CONTENT_TRUST=1).
+    Push {
+        #[arg(value_name = "IMAGE[:TAG]")]
+        image: String,
+    },
+    /// Pull into the Docker Engine only what the trust data vouches for: IMAGE@<signed
+    /// digest>, tagged IMAGE:TAG (docker pull with DOCKER_CONTENT_TRUST=1).
+    Pull {
+        #[arg(value_name = "IMAGE[:TAG]")]
+        image: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -241,6 +253,8 @@ pub fn run(args: TrustArgs) -> Result<(), String> {
                 Err(e) => Err(e),
             }
         }
+        TrustCommand::Push { image } => ops::engine::push(&mut ctx, &mut out, &image),
+        TrustCommand::Pull { image } => ops::engine::pull(&mut ctx, &mut out, &image),
         TrustCommand::Verify { image } => {
             ops::sign::verify(&mut ctx, &image).map(|(digest, _, _)| {
                 let _ = writeln!(out, "{digest}");

@@ -1,5 +1,6 @@
 //! The `trust` commands, and `push`/`pull` with content trust.
 
+pub mod engine;
 pub mod image;
 pub mod inspect;
 pub mod keys;
