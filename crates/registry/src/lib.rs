@@ -7,6 +7,7 @@ pub mod digest;
 pub mod direct;
 pub mod image;
 pub mod manifest;
+pub mod pattern;
 pub mod reference;
 
 pub use digest::Digest;

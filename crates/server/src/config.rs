@@ -43,6 +43,9 @@ pub struct FileConfig {
     pub auth: Option<crate::auth::settings::AuthFile>,
     pub limits: Option<LimitsFile>,
     pub storage: Option<StorageFile>,
+    /// `[admission]`: `/verify` and the Kubernetes webhooks (see
+    /// [`trust_client::admission::policy`]).
+    pub admission: Option<trust_client::admission::policy::AdmissionFile>,
 }
 
 /// `[storage]` as written.
@@ -224,6 +227,29 @@ pub struct ServerConfig {
     pub allow_no_auth: bool,
     /// `--insecure-http` given on the command line: plain HTTP on a non-loopback address.
     pub allow_insecure_http: bool,
+    /// `[admission]`; `None`: its routes answer 404.
+    pub admission: Option<Admission>,
+}
+
+/// `[admission]`, checked.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    pub policy: trust_client::admission::policy::Policy,
+    /// The docker configuration trust data is read with (default `<data-dir>/admission`).
+    pub docker_config: Option<PathBuf>,
+    pub refresh_every: Duration,
+    pub fetch_timeout: Duration,
+}
+
+impl Admission {
+    pub fn from_file(f: &trust_client::admission::policy::AdmissionFile) -> Result<Self, String> {
+        Ok(Admission {
+            policy: trust_client::admission::policy::Policy::from_file(f)?,
+            docker_config: f.docker_config.clone(),
+            refresh_every: Duration::from_secs(f.refresh_secs.unwrap_or(60).clamp(1, 86_400)),
+            fetch_timeout: Duration::from_secs(f.fetch_timeout_secs.unwrap_or(5).clamp(1, 300)),
+        })
+    }
 }
 
 pub const DEFAULT_ADDR: &str = "127.0.0.1:4443";
@@ -260,6 +286,7 @@ impl Default for ServerConfig {
             s3: None,
             allow_no_auth: false,
             allow_insecure_http: false,
+            admission: None,
         }
     }
 }
@@ -320,6 +347,9 @@ impl ServerConfig {
         }
         if let Some(l) = f.limits {
             self.limits.apply(l)?;
+        }
+        if let Some(a) = &f.admission {
+            self.admission = Some(Admission::from_file(a)?);
         }
         if let Some(st) = f.storage {
             if let Some(url) = st.database {

@@ -12,6 +12,7 @@
 //! [`serve`] takes a bound listener, so tests run the real server in-process on port 0.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod auth;
 pub mod budget;
 pub mod config;
@@ -180,6 +181,8 @@ pub struct App {
     /// The TLS certificate being served (set by [`App::tls`]): renewed and reloaded by
     /// the maintenance task, its end shown by `/healthz`.
     pub tls_served: std::sync::OnceLock<Arc<tls::Served>>,
+    /// `/verify` and the webhooks (`[admission]`).
+    pub admission: Option<Arc<trust_client::admission::verifier::Verifier>>,
     /// Held for the process's lifetime: one server per data directory.
     _lock: std::fs::File,
 }
@@ -259,6 +262,16 @@ impl App {
         if blobs.is_shared() {
             tracing::info!("blobs in {blobs}");
         }
+        let admission = config.admission.as_ref().map(|a| {
+            let dir = a
+                .docker_config
+                .clone()
+                .unwrap_or_else(|| config.data_dir.join("admission"));
+            Arc::new(trust_client::admission::verifier::Verifier::new(
+                a.policy.clone(),
+                Arc::new(trust_client::admission::verifier::Remote { config_dir: dir }),
+            ))
+        });
         Ok(Arc::new(App {
             trust,
             registry,
@@ -268,6 +281,7 @@ impl App {
             metrics: metrics::Metrics::default(),
             config,
             tls_served: std::sync::OnceLock::new(),
+            admission,
             _lock: lock,
         }))
     }
@@ -517,8 +531,19 @@ async fn maintenance(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>
         start + tls_every,
     );
     let mut tls_warned = None;
+    let admission_every = app
+        .config
+        .admission
+        .as_ref()
+        .map_or(Duration::from_secs(86_400), |a| a.refresh_every);
+    let mut admission = start + admission_every;
     loop {
-        let next = sweep.min(keys).min(probe).min(refresh).min(tls_check);
+        let next = sweep
+            .min(keys)
+            .min(probe)
+            .min(refresh)
+            .min(tls_check)
+            .min(admission);
         tokio::select! {
             () = tokio::time::sleep_until(next) => {}
             // A write just failed: probe now, then every second until it passes.
@@ -570,6 +595,13 @@ async fn maintenance(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>
                 .unwrap_or(tls_warned);
             }
             tls_check = Instant::now() + tls_every;
+        }
+        if now >= admission {
+            if let Some(v) = app.admission.clone() {
+                // Trust servers over the network: off the async workers.
+                let _ = tokio::task::spawn_blocking(move || v.refresh_all()).await;
+            }
+            admission = Instant::now() + admission_every;
         }
         if now >= probe {
             app.health.probe().await;

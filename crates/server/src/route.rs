@@ -39,6 +39,10 @@ pub enum Route {
     Changefeed(Option<Gun>),
     Health,
     Metrics,
+    /// `/verify`, `/admission/validate`, `/admission/mutate` (`[admission]`).
+    Verify,
+    AdmissionValidate,
+    AdmissionMutate,
     /// `/auth/token` (builtin mode's token endpoint).
     Token,
     /// `/v2/<gun>/_trust/...` with a GUN that breaks the grammar.
@@ -59,6 +63,9 @@ pub fn parse(raw_path: &str) -> Route {
         "/v2/" | "/v2" => return Route::Base,
         "/_notary_server/health" | "/healthz" => return Route::Health,
         "/metrics" => return Route::Metrics,
+        "/verify" => return Route::Verify,
+        "/admission/validate" => return Route::AdmissionValidate,
+        "/admission/mutate" => return Route::AdmissionMutate,
         "/auth/token" => return Route::Token,
         "/v2/_trust/changefeed" => return Route::Changefeed(None),
         _ => {}
@@ -190,6 +197,9 @@ impl Route {
             Route::Changefeed(_) => "trust.changefeed",
             Route::Health => "health",
             Route::Metrics => "metrics",
+            Route::Verify => "admission.verify",
+            Route::AdmissionValidate => "admission.validate",
+            Route::AdmissionMutate => "admission.mutate",
             Route::Token => "token",
             Route::BadGun(_) => "trust.invalid",
             Route::Registry(r) => match r {

@@ -30,7 +30,16 @@ pub struct Context {
 
 impl Context {
     pub fn from_env() -> Self {
-        let config = DockerConfig::from_env();
+        Self::with_config(DockerConfig::from_env())
+    }
+
+    /// A context on the docker configuration at `dir` (its trust cache, CA certificates,
+    /// credentials and `notarium.toml`), the trust server env variable honoured.
+    pub fn at(dir: &std::path::Path) -> Self {
+        Self::with_config(DockerConfig::at(dir))
+    }
+
+    fn with_config(config: DockerConfig) -> Self {
         let client_config = crate::client_config::ClientConfig::load(&config.dir);
         Context {
             client_config,

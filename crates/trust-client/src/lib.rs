@@ -3,6 +3,7 @@
 //! (`tuf::client`) over HTTP, and no Docker daemon anywhere.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod cache;
 pub mod client_config;
 pub mod context;

@@ -1,0 +1,151 @@
+//! `POST /verify`, `POST /admission/validate` and `POST /admission/mutate` (`[admission]`;
+//! 404 without it). The decisions are `trust_client::admission`'s; here: the bounded
+//! body, the first fetch of a repository never seen (bounded by `fetch_timeout_secs`,
+//! several at once), and the blocking parts kept off the async workers.
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use http::{header, StatusCode};
+use registry::Reference;
+use serde_json::json;
+use trust_client::admission::verifier::Verifier;
+use trust_client::admission::{review, Verdict};
+
+use crate::App;
+
+/// A review or a list of images is small; a Pod with many containers is still far below.
+pub const MAX_BODY: usize = 3 << 20;
+
+/// At most this many images in one `/verify` request.
+pub const MAX_IMAGES: usize = 1000;
+
+fn json_response(status: StatusCode, v: serde_json::Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(&v).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+fn bad(msg: impl Into<String>) -> Response {
+    json_response(StatusCode::BAD_REQUEST, json!({"error": msg.into()}))
+}
+
+async fn body(req: Request) -> Result<bytes::Bytes, Response> {
+    use http_body_util::BodyExt as _;
+    match http_body_util::Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+    {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(_) => Err(json_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            json!({"error": format!("at most {MAX_BODY} bytes")}),
+        )),
+    }
+}
+
+/// Make sure every repository of `images` has been fetched once (the ones never seen are
+/// fetched together, each waited for at most `timeout`).
+async fn prefetch(v: &Arc<Verifier>, images: &[String], timeout: std::time::Duration) {
+    let mut pending = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for image in images {
+        let Ok(r) = Reference::parse(image) else {
+            continue;
+        };
+        if v.cached(&r).is_some() || !seen.insert(r.name()) {
+            continue;
+        }
+        let (v2, r2) = (v.clone(), r.clone());
+        let task = tokio::task::spawn_blocking(move || v2.fetch(&r2));
+        pending.push((r, tokio::time::timeout(timeout, task)));
+    }
+    for (r, wait) in pending {
+        if wait.await.is_err() {
+            v.note_timeout(&r, timeout);
+        }
+    }
+}
+
+fn verifier(app: &App) -> Option<(Arc<Verifier>, std::time::Duration)> {
+    let a = app.config.admission.as_ref()?;
+    Some((app.admission.clone()?, a.fetch_timeout))
+}
+
+/// `POST /verify`: `{"images": [...]}` → `{"results": [{image, allowed, digest, reason}]}`.
+pub async fn verify(app: &App, req: Request) -> Response {
+    let Some((v, timeout)) = verifier(app) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let b = match body(req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    #[derive(serde::Deserialize)]
+    struct Ask {
+        images: Vec<String>,
+    }
+    let ask: Ask = match serde_json::from_slice(&b) {
+        Ok(a) => a,
+        Err(e) => return bad(format!("expected {{\"images\": [\"repo:tag\", …]}}: {e}")),
+    };
+    if ask.images.len() > MAX_IMAGES {
+        return bad(format!("at most {MAX_IMAGES} images per request"));
+    }
+    prefetch(&v, &ask.images, timeout).await;
+    let results: Vec<Verdict> = ask
+        .images
+        .iter()
+        .map(|i| {
+            let entry = Reference::parse(i).ok().and_then(|r| v.cached(&r));
+            v.verdict(i, entry, false)
+        })
+        .collect();
+    json_response(StatusCode::OK, json!({ "results": results }))
+}
+
+/// `POST /admission/validate` and `/admission/mutate`: an AdmissionReview answered.
+pub async fn review(app: &App, req: Request, mutate: bool) -> Response {
+    let Some((v, timeout)) = verifier(app) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let b = match body(req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    // The images first, so their repositories are fetched before answering.
+    let images: Vec<String> = serde_json::from_slice::<serde_json::Value>(&b)
+        .ok()
+        .map(|r| {
+            let kind = r["request"]["kind"]["kind"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            review::images(&kind, &r["request"]["object"])
+                .into_iter()
+                .map(|(_, i)| i)
+                .collect()
+        })
+        .unwrap_or_default();
+    prefetch(&v, &images, timeout).await;
+    // Validating asks the registry what a tag serves now: blocking, off the workers.
+    let answered = tokio::task::spawn_blocking(move || {
+        review::answer(&b, mutate, |image| {
+            let entry = Reference::parse(image).ok().and_then(|r| v.cached(&r));
+            v.verdict(image, entry, !mutate)
+        })
+    })
+    .await;
+    match answered {
+        Ok(Ok(answer)) => json_response(StatusCode::OK, answer),
+        Ok(Err(e)) => bad(e.0),
+        Err(e) => {
+            tracing::error!("admission review: {e}");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}

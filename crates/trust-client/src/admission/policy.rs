@@ -1,0 +1,265 @@
+//! `[admission]` in the server's config: where trust data is read from, how often it is
+//! refreshed, and the rules by repository pattern (the most specific match wins).
+//!
+//! ```toml
+//! [admission]
+//! docker_config = "/etc/notarium/admission"  # trust cache, CA certificates, notarium.toml
+//! refresh_secs = 60
+//! fetch_timeout_secs = 5
+//! on_error = "deny"                           # trust data unreadable: deny (default) or allow
+//!
+//! [[admission.policy]]
+//! pattern = "registry.example.com/prod/**"
+//! signers = ["alice", "bob"]                  # delegations targets/alice, targets/bob
+//! threshold = 2                               # how many of them must sign the same digest
+//! root_keys = ["<root key ID>"]               # as `docker trust inspect` prints them
+//!
+//! [[admission.policy]]
+//! pattern = "registry.example.com/scratch/**"
+//! allow = true
+//! ```
+
+use std::path::PathBuf;
+
+use registry::pattern::Pattern;
+use registry::Reference;
+use serde::Deserialize;
+
+use super::{Signed, Verdict};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    #[default]
+    Deny,
+    Allow,
+}
+
+/// One `[[admission.policy]]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleFile {
+    pub pattern: String,
+    #[serde(default)]
+    pub signers: Vec<String>,
+    pub threshold: Option<u64>,
+    #[serde(default)]
+    pub root_keys: Vec<String>,
+    #[serde(default)]
+    pub allow: bool,
+    pub on_error: Option<OnError>,
+}
+
+/// `[admission]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdmissionFile {
+    pub docker_config: Option<PathBuf>,
+    pub refresh_secs: Option<u64>,
+    pub fetch_timeout_secs: Option<u64>,
+    pub on_error: Option<OnError>,
+    #[serde(default)]
+    pub policy: Vec<RuleFile>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub pattern: Pattern,
+    /// Delegation names (`alice` for `targets/alice`); empty: docker's rule.
+    pub signers: Vec<String>,
+    pub threshold: u64,
+    pub root_keys: Vec<String>,
+    pub allow: bool,
+    pub on_error: OnError,
+}
+
+/// The rules, checked when the config is read.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    rules: Vec<Rule>,
+    on_error: OnError,
+}
+
+impl Policy {
+    pub fn from_file(f: &AdmissionFile) -> Result<Policy, String> {
+        let on_error = f.on_error.unwrap_or_default();
+        let mut rules = Vec::new();
+        for r in &f.policy {
+            let pattern = Pattern::new(&r.pattern)?;
+            let signers: Vec<String> = r
+                .signers
+                .iter()
+                .map(|s| s.strip_prefix("targets/").unwrap_or(s).to_owned())
+                .collect();
+            let threshold = r.threshold.unwrap_or(1);
+            if r.threshold.is_some() && signers.is_empty() {
+                return Err(format!(
+                    "[[admission.policy]] {}: a threshold needs signers",
+                    r.pattern
+                ));
+            }
+            if threshold == 0 || threshold > signers.len().max(1) as u64 {
+                return Err(format!(
+                    "[[admission.policy]] {}: threshold {threshold} of {} signers",
+                    r.pattern,
+                    signers.len()
+                ));
+            }
+            if r.allow && (!signers.is_empty() || !r.root_keys.is_empty()) {
+                return Err(format!(
+                    "[[admission.policy]] {}: allow = true takes no signers or root keys",
+                    r.pattern
+                ));
+            }
+            rules.push(Rule {
+                pattern,
+                signers,
+                threshold,
+                root_keys: r.root_keys.iter().map(|k| k.to_ascii_lowercase()).collect(),
+                allow: r.allow,
+                on_error: r.on_error.unwrap_or(on_error),
+            });
+        }
+        Ok(Policy { rules, on_error })
+    }
+
+    /// The most specific rule for a repository (`None`: docker's rule).
+    pub fn rule_for(&self, repository: &str) -> Option<&Rule> {
+        self.rules
+            .iter()
+            .filter(|r| r.pattern.matches(repository))
+            .max_by_key(|r| r.pattern.specificity())
+    }
+
+    pub fn on_error_for(&self, repository: &str) -> OnError {
+        self.rule_for(repository)
+            .map(|r| r.on_error)
+            .unwrap_or(self.on_error)
+    }
+}
+
+/// The digest `tag` is signed with under `rule`, or why there is none.
+fn signed_digest(signed: &Signed, rule: Option<&Rule>, tag: &str) -> Result<String, String> {
+    let Some(rule) = rule.filter(|r| !r.signers.is_empty()) else {
+        return ["targets/releases", "targets"]
+            .iter()
+            .find_map(|role| signed.tag_in(role, tag))
+            .map(str::to_owned)
+            .ok_or_else(|| format!("No valid trust data for {tag}"));
+    };
+    // Each required signer's digest for the tag; the one enough of them agree on.
+    let mut votes: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for s in &rule.signers {
+        if let Some(d) = signed.tag_in(&format!("targets/{s}"), tag) {
+            votes.entry(d).or_default().push(s);
+        }
+    }
+    if let Some((d, _)) = votes
+        .iter()
+        .find(|(_, who)| who.len() as u64 >= rule.threshold)
+    {
+        return Ok((*d).to_owned());
+    }
+    let signed_by: usize = votes.values().map(Vec::len).max().unwrap_or(0);
+    if signed_by > 0 {
+        return Err(format!(
+            "{tag} is signed by {signed_by} of the required signers ({}), the threshold is {}",
+            rule.signers.join(", "),
+            rule.threshold
+        ));
+    }
+    let others: Vec<&str> = signed
+        .roles
+        .iter()
+        // targets/releases is every signer's shared role, not a signer.
+        .filter(|(role, tags)| {
+            tags.contains_key(tag) && role.starts_with("targets/") && *role != "targets/releases"
+        })
+        .map(|(role, _)| role.trim_start_matches("targets/"))
+        .collect();
+    Err(if others.is_empty() {
+        format!("No valid trust data for {tag}")
+    } else {
+        format!(
+            "{tag} is not signed by a required signer ({}); signed by {}",
+            rule.signers.join(", "),
+            others.join(", ")
+        )
+    })
+}
+
+/// The verdict for `image` (as written), its repository's trust data in hand.
+pub fn decide(
+    policy: &Policy,
+    image: &str,
+    reference: &Reference,
+    signed: Result<&Signed, &str>,
+) -> Verdict {
+    let repository = reference.name();
+    let rule = policy.rule_for(&repository);
+    if let Some(r) = rule.filter(|r| r.allow) {
+        return Verdict::allow(
+            image,
+            None,
+            Some(format!(
+                "allowed without a signature by policy {}",
+                r.pattern.as_str()
+            )),
+        );
+    }
+    let signed = match signed {
+        Ok(s) => s,
+        Err(e) => {
+            let why = format!("trust data for {repository}: {e}");
+            return match policy.on_error_for(&repository) {
+                OnError::Deny => Verdict::deny(image, why),
+                OnError::Allow => {
+                    Verdict::allow(image, None, Some(format!("{why} (on_error = allow)")))
+                }
+            };
+        }
+    };
+    if let Some(r) = rule.filter(|r| !r.root_keys.is_empty()) {
+        if !signed.root_keys.iter().any(|k| r.root_keys.contains(k)) {
+            return Verdict::deny(
+                image,
+                format!(
+                    "the root of {repository} carries none of the root keys pinned by policy {}",
+                    r.pattern.as_str()
+                ),
+            );
+        }
+    }
+    let given = reference.digest.as_ref().map(|d| d.to_string());
+    match (&reference.tag, given) {
+        (Some(tag), given) => match signed_digest(signed, rule, tag) {
+            Ok(d) => match given {
+                Some(g) if g != d => {
+                    Verdict::deny(image, format!("{g} is not what {tag} is signed as ({d})"))
+                }
+                _ => Verdict::allow(image, Some(d), None),
+            },
+            Err(e) => Verdict::deny(image, e),
+        },
+        (None, Some(g)) => {
+            // A digest alone: allowed when some tag is signed as it.
+            let tags: Vec<&String> = signed
+                .roles
+                .values()
+                .flat_map(|t| t.iter().filter(|(_, d)| **d == g).map(|(t, _)| t))
+                .collect();
+            if tags
+                .iter()
+                .any(|t| signed_digest(signed, rule, t).as_deref() == Ok(g.as_str()))
+            {
+                Verdict::allow(image, Some(g), None)
+            } else {
+                Verdict::deny(image, format!("no tag of {repository} is signed as {g}"))
+            }
+        }
+        (None, None) => match signed_digest(signed, rule, "latest") {
+            Ok(d) => Verdict::allow(image, Some(d), None),
+            Err(e) => Verdict::deny(image, e),
+        },
+    }
+}
