@@ -28,6 +28,9 @@ enum Command {
     /// Pull an image to an OCI layout or a tarball for `docker load` (only what is
     /// signed, with content trust).
     Pull(cmd::image::PullArgs),
+    /// Serve /verify and the Kubernetes admission webhooks as their own process (the
+    /// `[admission]` table of a config file), with their own TLS.
+    Admission(cmd::admission::AdmissionArgs),
     /// Log in to a registry (and its trust server): credentials into `config.json`, as
     /// `docker login` stores them.
     Login(cmd::login::LoginArgs),
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         Command::Trust(args) => cmd::trust::run(args),
         Command::Push(args) => cmd::image::push(args),
         Command::Pull(args) => cmd::image::pull(args),
+        Command::Admission(args) => cmd::admission::run(args),
         Command::Login(args) => cmd::login::login(args),
         Command::Logout(args) => cmd::login::logout(args),
         Command::InstallDockerPlugin { system } => cmd::plugin::install(system).map(|link| {

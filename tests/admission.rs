@@ -300,3 +300,79 @@ fn without_admission_its_routes_are_not_there() {
     let (status, _) = post(&server, "/verify", &json!({"images": []}));
     assert_eq!(status, 404);
 }
+
+/// `notarium admission`: the same answers as its own process, over its own TLS (a CA
+/// generated in its data directory), stopped by SIGTERM.
+#[test]
+fn the_admission_process_answers_on_its_own() {
+    use std::io::BufRead as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::start();
+    let host = server.addr.to_string();
+    let alice = server.user(tmp.path(), "alice");
+    let image = Image::new("alone", "amd64", 64);
+    oci::push(&server.client(), &server.url, "alone/app", "v1", &image);
+    alice.sign_as(Path::new(BIN), "alice", &format!("{host}/alone/app"), "v1");
+    let trust = tmp.path().join("trust-config");
+    server.install_ca_for_docker(&trust);
+    let config = tmp.path().join("admission.toml");
+    std::fs::write(
+        &config,
+        format!("[admission]\ndocker_config = \"{}\"\n", trust.display()),
+    )
+    .unwrap();
+    let data = tmp.path().join("adm-data");
+    let mut child = std::process::Command::new(BIN)
+        .args(["admission", "--addr", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data)
+        .env("NOTARIUM_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.split_whitespace().nth(4).unwrap().to_owned();
+    assert!(
+        line.contains(&format!(
+            "CA certificate: {}",
+            data.join("tls/ca.crt").display()
+        )),
+        "{line}"
+    );
+    let client = reqwest::blocking::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(data.join("tls/ca.crt")).unwrap())
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let ask = |path: &str, body: Value| -> Value {
+        client
+            .post(format!("{url}{path}"))
+            .json(&body)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    let v = ask(
+        "/verify",
+        json!({"images": [format!("{host}/alone/app:v1"), format!("{host}/alone/app:v9")]}),
+    );
+    assert_eq!(v["results"][0]["digest"], image.digest.to_string());
+    assert_eq!(v["results"][1]["reason"], "No valid trust data for v9");
+    let v = ask(
+        "/admission/validate",
+        pod("uid-alone", &[&format!("{host}/alone/app:v1")]),
+    );
+    assert_eq!(v["response"], json!({"uid": "uid-alone", "allowed": true}));
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}

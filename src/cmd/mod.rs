@@ -1,3 +1,4 @@
+pub mod admission;
 pub mod image;
 pub mod login;
 pub mod plugin;

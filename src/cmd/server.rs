@@ -250,7 +250,7 @@ fn protect_process() {
 
 /// Log to stderr, text or JSON lines, written off the request path (a request never
 /// waits for the terminal unless the buffer is full).
-fn init_logging(json: bool) -> tracing_appender::non_blocking::WorkerGuard {
+pub(crate) fn init_logging(json: bool) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_env("NOTARIUM_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_env("RUST_LOG"))
         .unwrap_or_else(|_| "info".into());
@@ -366,7 +366,7 @@ fn user(config: &ServerConfig, action: UserAction) -> Result<(), String> {
 
 /// A future that resolves on SIGTERM or SIGINT; the handlers are installed when this
 /// returns.
-fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, String> {
+pub(crate) fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, String> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term =
         signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;

@@ -13,8 +13,6 @@ use serde_json::json;
 use trust_client::admission::verifier::Verifier;
 use trust_client::admission::{review, Verdict};
 
-use crate::App;
-
 /// A review or a list of images is small; a Pod with many containers is still far below.
 pub const MAX_BODY: usize = 3 << 20;
 
@@ -71,16 +69,46 @@ async fn prefetch(v: &Arc<Verifier>, images: &[String], timeout: std::time::Dura
     }
 }
 
-fn verifier(app: &App) -> Option<(Arc<Verifier>, std::time::Duration)> {
-    let a = app.config.admission.as_ref()?;
-    Some((app.admission.clone()?, a.fetch_timeout))
+/// The admission of a server: its verifier and how long a first fetch may take.
+#[derive(Clone)]
+pub struct Admission {
+    pub verifier: Arc<Verifier>,
+    pub fetch_timeout: std::time::Duration,
+}
+
+impl Admission {
+    pub fn new(a: &crate::config::Admission, default_dir: &std::path::Path) -> Admission {
+        let dir = a
+            .docker_config
+            .clone()
+            .unwrap_or_else(|| default_dir.to_path_buf());
+        Admission {
+            verifier: Arc::new(
+                Verifier::new(
+                    a.policy.clone(),
+                    Arc::new(trust_client::admission::verifier::Remote { config_dir: dir }),
+                )
+                .with_refresh(a.refresh_every),
+            ),
+            fetch_timeout: a.fetch_timeout,
+        }
+    }
+}
+
+/// `POST /verify`, `/admission/validate`, `/admission/mutate` (404 for anything else).
+pub async fn route(adm: &Admission, req: Request) -> Response {
+    match (req.method().clone(), req.uri().path()) {
+        (http::Method::POST, "/verify") => verify(adm, req).await,
+        (http::Method::POST, "/admission/validate") => review(adm, req, false).await,
+        (http::Method::POST, "/admission/mutate") => review(adm, req, true).await,
+        (http::Method::GET, "/healthz") => json_response(StatusCode::OK, json!({})),
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 /// `POST /verify`: `{"images": [...]}` → `{"results": [{image, allowed, digest, reason}]}`.
-pub async fn verify(app: &App, req: Request) -> Response {
-    let Some((v, timeout)) = verifier(app) else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
+pub async fn verify(adm: &Admission, req: Request) -> Response {
+    let (v, timeout) = (adm.verifier.clone(), adm.fetch_timeout);
     let b = match body(req).await {
         Ok(b) => b,
         Err(r) => return r,
@@ -109,10 +137,8 @@ pub async fn verify(app: &App, req: Request) -> Response {
 }
 
 /// `POST /admission/validate` and `/admission/mutate`: an AdmissionReview answered.
-pub async fn review(app: &App, req: Request, mutate: bool) -> Response {
-    let Some((v, timeout)) = verifier(app) else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
+pub async fn review(adm: &Admission, req: Request, mutate: bool) -> Response {
+    let (v, timeout) = (adm.verifier.clone(), adm.fetch_timeout);
     let b = match body(req).await {
         Ok(b) => b,
         Err(r) => return r,
@@ -148,4 +174,72 @@ pub async fn review(app: &App, req: Request, mutate: bool) -> Response {
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     }
+}
+
+/// `notarium admission`: the same routes as their own process, on `listener` (TLS when
+/// `tls` is given) until `shutdown`; at most `max_connections` at once, a TLS handshake
+/// and a request head each bounded by `timeout`.
+pub async fn serve_alone(
+    listener: tokio::net::TcpListener,
+    adm: Admission,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    max_connections: usize,
+    timeout: std::time::Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let refresh = {
+        let v = adm.verifier.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(v.refresh_every()).await;
+                let v2 = v.clone();
+                let _ = tokio::task::spawn_blocking(move || v2.refresh_all()).await;
+            }
+        })
+    };
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!("accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            continue; // over the bound: the connection is dropped
+        };
+        let (adm, acceptor) = (adm.clone(), acceptor.clone());
+        tokio::spawn(async move {
+            let svc =
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let adm = adm.clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(
+                            route(&adm, req.map(axum::body::Body::new)).await,
+                        )
+                    }
+                });
+            let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            b.http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(timeout);
+            let _ = match acceptor {
+                Some(acc) => match tokio::time::timeout(timeout, acc.accept(stream)).await {
+                    Ok(Ok(s)) => b.serve_connection(TokioIo::new(s), svc).await,
+                    _ => return,
+                },
+                None => b.serve_connection(TokioIo::new(stream), svc).await,
+            };
+            drop(slot);
+        });
+    }
+    refresh.abort();
 }

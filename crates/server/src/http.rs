@@ -241,13 +241,13 @@ async fn handle(app: &App, route: Route, req: Request, may_mount: bool) -> Handl
         (Route::Base, Method::GET | Method::HEAD) => (None, Ok(base())),
         (Route::Health, Method::GET) => (None, Ok(health(app).await)),
         (Route::Metrics, Method::GET) => (None, Ok(app.metrics.render())),
-        (Route::Verify, Method::POST) => (None, Ok(crate::admission::verify(app, req).await)),
-        (Route::AdmissionValidate, Method::POST) => {
-            (None, Ok(crate::admission::review(app, req, false).await))
-        }
-        (Route::AdmissionMutate, Method::POST) => {
-            (None, Ok(crate::admission::review(app, req, true).await))
-        }
+        (Route::Verify | Route::AdmissionValidate | Route::AdmissionMutate, Method::POST) => (
+            None,
+            Ok(match &app.admission {
+                Some(a) => crate::admission::route(a, req).await,
+                None => StatusCode::NOT_FOUND.into_response(),
+            }),
+        ),
         (Route::Token, Method::GET | Method::POST) => (None, Ok(token(app, req).await)),
         (Route::Repository(gun), Method::POST) => {
             (Some(Operation::UpdateTuf), update(app, &gun, req).await)

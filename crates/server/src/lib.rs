@@ -182,7 +182,7 @@ pub struct App {
     /// the maintenance task, its end shown by `/healthz`.
     pub tls_served: std::sync::OnceLock<Arc<tls::Served>>,
     /// `/verify` and the webhooks (`[admission]`).
-    pub admission: Option<Arc<trust_client::admission::verifier::Verifier>>,
+    pub admission: Option<admission::Admission>,
     /// Held for the process's lifetime: one server per data directory.
     _lock: std::fs::File,
 }
@@ -262,16 +262,10 @@ impl App {
         if blobs.is_shared() {
             tracing::info!("blobs in {blobs}");
         }
-        let admission = config.admission.as_ref().map(|a| {
-            let dir = a
-                .docker_config
-                .clone()
-                .unwrap_or_else(|| config.data_dir.join("admission"));
-            Arc::new(trust_client::admission::verifier::Verifier::new(
-                a.policy.clone(),
-                Arc::new(trust_client::admission::verifier::Remote { config_dir: dir }),
-            ))
-        });
+        let admission = config
+            .admission
+            .as_ref()
+            .map(|a| admission::Admission::new(a, &config.data_dir.join("admission")));
         Ok(Arc::new(App {
             trust,
             registry,
@@ -597,7 +591,7 @@ async fn maintenance(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>
             tls_check = Instant::now() + tls_every;
         }
         if now >= admission {
-            if let Some(v) = app.admission.clone() {
+            if let Some(v) = app.admission.as_ref().map(|a| a.verifier.clone()) {
                 // Trust servers over the network: off the async workers.
                 let _ = tokio::task::spawn_blocking(move || v.refresh_all()).await;
             }

@@ -53,6 +53,7 @@ pub struct Verifier {
     pub policy: Policy,
     source: Arc<dyn Source>,
     cache: Mutex<HashMap<String, Entry>>,
+    refresh_every: std::time::Duration,
 }
 
 impl Verifier {
@@ -61,7 +62,18 @@ impl Verifier {
             policy,
             source,
             cache: Mutex::new(HashMap::new()),
+            refresh_every: std::time::Duration::from_secs(60),
         }
+    }
+
+    /// How often [`Verifier::refresh_all`] is to run (for a process serving only this).
+    pub fn with_refresh(mut self, every: std::time::Duration) -> Self {
+        self.refresh_every = every;
+        self
+    }
+
+    pub fn refresh_every(&self) -> std::time::Duration {
+        self.refresh_every
     }
 
     /// The repository of an image reference, its reference without tag or digest.
