@@ -451,6 +451,30 @@ fn a_default_repository_is_ecdsa_throughout_and_an_ed25519_one_moves_to_ecdsa() 
     assert_eq!(before[0].2, ["eddsa"], "{before:?}");
     assert_eq!(before[1].2, ["eddsa"], "{before:?}");
     let (root_id, _, tags) = docker_view(&bob, &repo);
+    // notary 0.7 (Debian's) reads it too, and keeps its cache across the rotation.
+    let notary_cache = tmp.path().join("notary-cache");
+    let notary_list = |dir: &Path| {
+        let o = std::process::Command::new("notary")
+            .args(["-s", &old.url, "-d"])
+            .arg(dir)
+            .arg("--tlscacert")
+            .arg(old.ca.as_ref().unwrap())
+            .args(["list", &repo])
+            .output()
+            .expect("notary (Debian package notary) runs");
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            o.status.success(),
+            "notary list: {out}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("v1 ") && l.contains(image.hex())),
+            "{out}"
+        );
+    };
+    notary_list(&notary_cache);
 
     let r = notarium(
         &bob,
@@ -482,6 +506,8 @@ fn a_default_repository_is_ecdsa_throughout_and_an_ed25519_one_moves_to_ecdsa() 
     // The docker CLI (its cache from the ed25519 days, and a new user) reads on.
     let (root_b, _, tags_b) = docker_view(&bob, &repo);
     assert_eq!((root_b, tags_b), (root_id.clone(), tags.clone()));
+    notary_list(&notary_cache);
+    notary_list(&tmp.path().join("notary-fresh"));
     let carol = old.user(tmp.path(), "carol");
     let (root_c, _, tags_c) = docker_view(&carol, &repo);
     assert_eq!((root_c, tags_c), (root_id, tags));
