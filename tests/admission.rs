@@ -76,12 +76,19 @@ fn admission_answers_from_the_trust_data() {
                 allow,
                 ..Default::default()
             };
+            let mut lenient = rule("lenient", &[], None, false);
+            lenient.on_error = Some(trust_client::admission::policy::OnError::Allow);
+            let mut pinned = rule("pinned", &[], None, false);
+            pinned.root_keys = vec!["ab".repeat(32)];
             let f = AdmissionFile {
                 docker_config: Some(dc),
+                fetch_timeout_secs: Some(1),
                 policy: vec![
                     rule("strict", &["alice", "bob"], Some(2), false),
                     rule("bob-only", &["bob"], None, false),
                     rule("open", &[], None, true),
+                    lenient,
+                    pinned,
                 ],
                 ..Default::default()
             };
@@ -187,6 +194,71 @@ fn admission_answers_from_the_trust_data() {
         r[6]
     );
     assert_eq!(r[7]["allowed"], false);
+    // A trust server that never answers: the first fetch gives up after
+    // fetch_timeout_secs, and the answer follows on_error (deny by default, allow where the
+    // policy says so).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_host = silent.local_addr().unwrap().to_string();
+    // (Connections are held open, never answered, until the test process ends.)
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in silent.incoming() {
+            held.push(c);
+        }
+    });
+    let started = std::time::Instant::now();
+    let (_, v) = post(
+        &server,
+        "/verify",
+        &json!({"images": [
+        format!("{silent_host}/slow/app:v1"), format!("{silent_host}/lenient/app:v1")]}),
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let r = v["results"].as_array().unwrap();
+    assert_eq!(r[0]["allowed"], false, "{v}");
+    assert!(
+        r[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no answer from its trust server"),
+        "{v}"
+    );
+    assert_eq!(r[1]["allowed"], true, "{v}");
+    assert!(
+        r[1]["reason"]
+            .as_str()
+            .unwrap()
+            .ends_with("(on_error = allow)"),
+        "{v}"
+    );
+    // A pinned root key the repository's root does not carry: refused.
+    push("pinned/app", "v1", "pinned");
+    let pinned = format!("{host}/pinned/app");
+    ok(
+        &alice,
+        &[
+            "trust",
+            "signer",
+            "add",
+            "--key",
+            "alice.pub",
+            "alice",
+            &pinned,
+        ],
+    );
+    ok(&alice, &["trust", "sign", &format!("{pinned}:v1")]);
+    let (_, v) = post(
+        &server,
+        "/verify",
+        &json!({"images": [format!("{host}/pinned/app:v1")]}),
+    );
+    let why = v["results"][0]["reason"].as_str().unwrap();
+    assert!(why.contains("carries none of the root keys pinned"), "{v}");
+
     // /verify answers what the trust data says: the moved tag resolves to its signed digest.
     let (_, v) = post(&server, "/verify", &json!({"images": [adm("v2")]}));
     assert_eq!(v["results"][0]["digest"], v2.as_str());

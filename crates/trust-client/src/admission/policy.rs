@@ -263,3 +263,90 @@ pub fn decide(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signed() -> Signed {
+        let mut s = Signed {
+            root_keys: vec!["aa11".into(), "bb22".into()],
+            ..Default::default()
+        };
+        s.roles
+            .entry("targets/releases".into())
+            .or_default()
+            .insert("v1".into(), d(1));
+        s
+    }
+
+    fn d(n: u8) -> String {
+        format!("sha256:{}", hex::encode([n; 32]))
+    }
+
+    fn policy(rules: Vec<RuleFile>) -> Result<Policy, String> {
+        Policy::from_file(&AdmissionFile {
+            policy: rules,
+            ..Default::default()
+        })
+    }
+
+    fn rule(pattern: &str) -> RuleFile {
+        RuleFile {
+            pattern: pattern.into(),
+            ..Default::default()
+        }
+    }
+
+    fn decide_for(p: &Policy, image: &str) -> Verdict {
+        decide(p, image, &Reference::parse(image).unwrap(), Ok(&signed()))
+    }
+
+    #[test]
+    fn a_pinned_root_key_is_matched_whatever_its_case_and_the_most_specific_rule_wins() {
+        let mut pinned = rule("reg.example.com/a/**");
+        pinned.root_keys = vec!["BB22".into()];
+        let mut wrong = rule("reg.example.com/a/b/**");
+        wrong.root_keys = vec!["cc33".into()];
+        let p = policy(vec![pinned, wrong]).unwrap();
+        let v = decide_for(&p, "reg.example.com/a/app:v1");
+        assert_eq!((v.allowed, v.digest), (true, Some(d(1))));
+        let v = decide_for(&p, "reg.example.com/a/b/app:v1");
+        assert!(!v.allowed);
+        assert!(v.reason.unwrap().contains("reg.example.com/a/b/**"));
+    }
+
+    #[test]
+    fn a_digest_alone_is_allowed_only_when_a_tag_is_signed_as_it() {
+        let p = Policy::default();
+        assert!(decide_for(&p, &format!("reg.example.com/x@{}", d(1))).allowed);
+        let v = decide_for(&p, &format!("reg.example.com/x@{}", d(2)));
+        assert_eq!(
+            v.reason,
+            Some(format!("no tag of reg.example.com/x is signed as {}", d(2)))
+        );
+        let v = decide_for(&p, &format!("reg.example.com/x:v1@{}", d(2)));
+        assert_eq!(
+            v.reason,
+            Some(format!("{} is not what v1 is signed as ({})", d(2), d(1)))
+        );
+    }
+
+    #[test]
+    fn rules_that_cannot_be_met_are_refused_when_read() {
+        let mut r = rule("a/**");
+        r.threshold = Some(2);
+        assert!(policy(vec![r.clone()])
+            .unwrap_err()
+            .contains("a threshold needs signers"));
+        r.signers = vec!["alice".into()];
+        assert!(policy(vec![r.clone()])
+            .unwrap_err()
+            .contains("threshold 2 of 1"));
+        let mut a = rule("a/**");
+        a.allow = true;
+        a.signers = vec!["alice".into()];
+        assert!(policy(vec![a]).unwrap_err().contains("allow = true"));
+        assert!(policy(vec![rule("a/***")]).is_err());
+    }
+}
