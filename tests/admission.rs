@@ -83,6 +83,8 @@ fn admission_answers_from_the_trust_data() {
             let f = AdmissionFile {
                 docker_config: Some(dc),
                 fetch_timeout_secs: Some(1),
+                max_images: Some(20),
+                max_body_bytes: Some(64 << 10),
                 policy: vec![
                     rule("strict", &["alice", "bob"], Some(2), false),
                     rule("bob-only", &["bob"], None, false),
@@ -361,6 +363,16 @@ fn admission_answers_from_the_trust_data() {
             {"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": format!("{host}/adm/app@{v1}")},
         ])
     );
+    // Past the bounds ([admission] max_images, max_body_bytes): refused.
+    let many: Vec<String> = (0..21).map(|i| format!("{host}/many{i}/app:v1")).collect();
+    let (status, v) = post(&server, "/verify", &json!({ "images": many }));
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["error"], "at most 20 images per request");
+    let big = json!({"images": [format!("{host}/adm/app:v1")], "pad": "x".repeat(64 << 10)});
+    let (status, v) = post(&server, "/verify", &big);
+    assert_eq!(status, 413, "{v}");
+    let (status, _) = post(&server, "/admission/validate", &big);
+    assert_eq!(status, 413);
     // Not a review: 400.
     let (status, _) = post(&server, "/admission/validate", &json!({"kind": "Pod"}));
     assert_eq!(status, 400);

@@ -13,12 +13,6 @@ use serde_json::json;
 use trust_client::admission::verifier::Verifier;
 use trust_client::admission::{review, Verdict};
 
-/// A review or a list of images is small; a Pod with many containers is still far below.
-pub const MAX_BODY: usize = 3 << 20;
-
-/// At most this many images in one `/verify` request.
-pub const MAX_IMAGES: usize = 1000;
-
 fn json_response(status: StatusCode, v: serde_json::Value) -> Response {
     (
         status,
@@ -32,16 +26,18 @@ fn bad(msg: impl Into<String>) -> Response {
     json_response(StatusCode::BAD_REQUEST, json!({"error": msg.into()}))
 }
 
-async fn body(req: Request) -> Result<bytes::Bytes, Response> {
+/// The body, at most `max` bytes (`[admission] max_body_bytes`): a review or a list of
+/// images is small, a Pod with many containers still far below 3 MiB.
+async fn body(req: Request, max: usize) -> Result<bytes::Bytes, Response> {
     use http_body_util::BodyExt as _;
-    match http_body_util::Limited::new(req.into_body(), MAX_BODY)
+    match http_body_util::Limited::new(req.into_body(), max)
         .collect()
         .await
     {
         Ok(b) => Ok(b.to_bytes()),
         Err(_) => Err(json_response(
             StatusCode::PAYLOAD_TOO_LARGE,
-            json!({"error": format!("at most {MAX_BODY} bytes")}),
+            json!({"error": format!("at most {max} bytes")}),
         )),
     }
 }
@@ -74,6 +70,8 @@ async fn prefetch(v: &Arc<Verifier>, images: &[String], timeout: std::time::Dura
 pub struct Admission {
     pub verifier: Arc<Verifier>,
     pub fetch_timeout: std::time::Duration,
+    pub max_body_bytes: usize,
+    pub max_images: usize,
 }
 
 impl Admission {
@@ -91,6 +89,8 @@ impl Admission {
                 .with_refresh(a.refresh_every),
             ),
             fetch_timeout: a.fetch_timeout,
+            max_body_bytes: a.max_body_bytes,
+            max_images: a.max_images,
         }
     }
 }
@@ -109,7 +109,7 @@ pub async fn route(adm: &Admission, req: Request) -> Response {
 /// `POST /verify`: `{"images": [...]}` → `{"results": [{image, allowed, digest, reason}]}`.
 pub async fn verify(adm: &Admission, req: Request) -> Response {
     let (v, timeout) = (adm.verifier.clone(), adm.fetch_timeout);
-    let b = match body(req).await {
+    let b = match body(req, adm.max_body_bytes).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -121,8 +121,8 @@ pub async fn verify(adm: &Admission, req: Request) -> Response {
         Ok(a) => a,
         Err(e) => return bad(format!("expected {{\"images\": [\"repo:tag\", …]}}: {e}")),
     };
-    if ask.images.len() > MAX_IMAGES {
-        return bad(format!("at most {MAX_IMAGES} images per request"));
+    if ask.images.len() > adm.max_images {
+        return bad(format!("at most {} images per request", adm.max_images));
     }
     prefetch(&v, &ask.images, timeout).await;
     let results: Vec<Verdict> = ask
@@ -139,7 +139,7 @@ pub async fn verify(adm: &Admission, req: Request) -> Response {
 /// `POST /admission/validate` and `/admission/mutate`: an AdmissionReview answered.
 pub async fn review(adm: &Admission, req: Request, mutate: bool) -> Response {
     let (v, timeout) = (adm.verifier.clone(), adm.fetch_timeout);
-    let b = match body(req).await {
+    let b = match body(req, adm.max_body_bytes).await {
         Ok(b) => b,
         Err(r) => return r,
     };

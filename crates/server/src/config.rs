@@ -239,6 +239,8 @@ pub struct Admission {
     pub docker_config: Option<PathBuf>,
     pub refresh_every: Duration,
     pub fetch_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub max_images: usize,
 }
 
 impl Admission {
@@ -248,6 +250,8 @@ impl Admission {
             docker_config: f.docker_config.clone(),
             refresh_every: Duration::from_secs(f.refresh_secs.unwrap_or(60).clamp(1, 86_400)),
             fetch_timeout: Duration::from_secs(f.fetch_timeout_secs.unwrap_or(5).clamp(1, 300)),
+            max_body_bytes: f.max_body_bytes.unwrap_or(3 << 20).clamp(1024, 64 << 20),
+            max_images: f.max_images.unwrap_or(1000).clamp(1, 100_000),
         })
     }
 }

@@ -7,6 +7,8 @@
 //! refresh_secs = 60
 //! fetch_timeout_secs = 5
 //! on_error = "deny"                           # trust data unreadable: deny (default) or allow
+//! max_body_bytes = 3145728                    # a review or /verify request, at most
+//! max_images = 1000                           # images in one /verify request, at most
 //!
 //! [[admission.policy]]
 //! pattern = "registry.example.com/prod/**"
@@ -58,6 +60,10 @@ pub struct AdmissionFile {
     pub refresh_secs: Option<u64>,
     pub fetch_timeout_secs: Option<u64>,
     pub on_error: Option<OnError>,
+    /// Largest request body (default 3 MiB).
+    pub max_body_bytes: Option<usize>,
+    /// Most images in one `/verify` request (default 1000).
+    pub max_images: Option<usize>,
     #[serde(default)]
     pub policy: Vec<RuleFile>,
 }
