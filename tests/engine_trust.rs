@@ -17,17 +17,22 @@ use notarium_testkit::TestServer;
 
 const BIN: &str = env!("CARGO_BIN_EXE_notarium");
 
-/// docker against the engine, with content trust on or off.
-fn docker(user: &Docker, engine: &Engine, trust: bool, args: &[&str]) -> Run {
-    let mut c: Command = user.command(args);
-    c.env("DOCKER_HOST", &engine.host)
-        .env("DOCKER_CONTENT_TRUST", if trust { "1" } else { "0" });
+/// Run `c` against `engine`.
+fn against(mut c: Command, engine: &Engine) -> Run {
+    c.env("DOCKER_HOST", &engine.host);
     let o = c.output().unwrap();
     Run {
         code: o.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
     }
+}
+
+/// docker against the engine, with content trust on or off.
+fn docker(user: &Docker, engine: &Engine, trust: bool, args: &[&str]) -> Run {
+    let mut c = user.command(args);
+    c.env("DOCKER_CONTENT_TRUST", if trust { "1" } else { "0" });
+    against(c, engine)
 }
 
 fn ok(user: &Docker, engine: &Engine, trust: bool, args: &[&str]) -> Run {
@@ -188,14 +193,7 @@ fn trusted_push_and_pull_through_a_real_engine() {
 
 /// `program ARGS` as `user`, against the engine.
 fn with_engine(user: &Docker, engine: &Engine, program: &Path, args: &[&str]) -> Run {
-    let mut c = user.command_of(program, args);
-    c.env("DOCKER_HOST", &engine.host);
-    let o = c.output().unwrap();
-    Run {
-        code: o.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
+    against(user.command_of(program, args), engine)
 }
 
 /// The same outcomes without docker's content trust: `notarium trust push/pull` and the

@@ -54,6 +54,19 @@ impl Victim {
         assert_eq!(self.cache, before, "a refused read changed the cache");
     }
 
+    /// The owner gives the timestamp role a new key (root signed by its key).
+    fn rotate_timestamp_key(&mut self) {
+        let new_ts = keys::PrivateKey::generate(keys::Algorithm::Ed25519).unwrap();
+        let (cert, key) = (self.repo.root_cert.clone(), same_key(&self.repo.root_key));
+        let new_pub = new_ts.public().clone();
+        self.repo.push_root(
+            |r| edit::set_root_role(r, "timestamp", &[new_pub], 1),
+            &[(&cert, &key)],
+            now(),
+        );
+        self.repo.timestamp_key = new_ts;
+    }
+
     fn accepted(&mut self, files: Files) -> [u8; 32] {
         read(&files, &mut self.cache).unwrap()
     }
@@ -230,15 +243,7 @@ fn key_compromise_is_contained() {
     // The owner replaces the compromised timestamp key: the client follows the new root,
     // and the old key's timestamps are refused from then on.
     let old_ts = same_key(&v.repo.timestamp_key);
-    let new_ts = keys::PrivateKey::generate(keys::Algorithm::Ed25519).unwrap();
-    let (cert, key) = (v.repo.root_cert.clone(), same_key(&v.repo.root_key));
-    let new_pub = new_ts.public().clone();
-    v.repo.push_root(
-        |r| edit::set_root_role(r, "timestamp", &[new_pub], 1),
-        &[(&cert, &key)],
-        now(),
-    );
-    v.repo.timestamp_key = new_ts;
+    v.rotate_timestamp_key();
     assert_eq!(v.accepted(v.repo.files(&s3)), digest_of("one"));
     let s4 = s3.next();
     let mut files = v.repo.files(&s4);
@@ -263,15 +268,7 @@ fn fast_forward_attack_is_recovered_by_rotating_the_key() {
     s3.timestamp_version = 4;
     v.refused(v.repo.files(&s3), &["timestamp", "rollback"]);
     // …until root replaces the timestamp key: the floor goes with the old key.
-    let new_ts = keys::PrivateKey::generate(keys::Algorithm::Ed25519).unwrap();
-    let (cert, key) = (v.repo.root_cert.clone(), same_key(&v.repo.root_key));
-    let new_pub = new_ts.public().clone();
-    v.repo.push_root(
-        |r| edit::set_root_role(r, "timestamp", &[new_pub], 1),
-        &[(&cert, &key)],
-        now(),
-    );
-    v.repo.timestamp_key = new_ts;
+    v.rotate_timestamp_key();
     assert_eq!(v.accepted(v.repo.files(&s3)), digest_of("one"));
 }
 
