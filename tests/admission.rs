@@ -23,6 +23,12 @@ fn ok(d: &Docker, args: &[&str]) {
     assert_eq!(r.code, 0, "{args:?}: {}{}", r.stdout, r.stderr);
 }
 
+/// `name` (key `<name>.pub` in `by`'s directory) made a signer of `repo` by `by`.
+fn add_signer(by: &Docker, name: &str, repo: &str) {
+    let key = format!("{name}.pub");
+    ok(by, &["trust", "signer", "add", "--key", &key, name, repo]);
+}
+
 fn post(s: &TestServer, path: &str, body: &Value) -> (u16, Value) {
     let r = s
         .client()
@@ -122,40 +128,15 @@ fn admission_answers_from_the_trust_data() {
     let both = push("strict/app", "both", "both");
     push("strict/app", "one", "one");
     let strict = format!("{host}/strict/app");
-    ok(
-        &alice,
-        &[
-            "trust",
-            "signer",
-            "add",
-            "--key",
-            "alice.pub",
-            "alice",
-            &strict,
-        ],
-    );
-    ok(
-        &alice,
-        &["trust", "signer", "add", "--key", "bob.pub", "bob", &strict],
-    );
+    add_signer(&alice, "alice", &strict);
+    add_signer(&alice, "bob", &strict);
     ok(&alice, &["trust", "sign", &format!("{strict}:both")]);
     ok(&alice, &["trust", "sign", &format!("{strict}:one")]);
     ok(&bob, &["trust", "sign", &format!("{strict}:both")]);
     // bob-only/app: signed by alice, the policy wants bob.
     push("bob-only/app", "v1", "bob-only");
     let bob_only = format!("{host}/bob-only/app");
-    ok(
-        &alice,
-        &[
-            "trust",
-            "signer",
-            "add",
-            "--key",
-            "alice.pub",
-            "alice",
-            &bob_only,
-        ],
-    );
+    add_signer(&alice, "alice", &bob_only);
     ok(&alice, &["trust", "sign", &format!("{bob_only}:v1")]);
 
     let adm = |t: &str| format!("{host}/adm/app:{t}");
@@ -240,18 +221,7 @@ fn admission_answers_from_the_trust_data() {
     // A pinned root key the repository's root does not carry: refused.
     push("pinned/app", "v1", "pinned");
     let pinned = format!("{host}/pinned/app");
-    ok(
-        &alice,
-        &[
-            "trust",
-            "signer",
-            "add",
-            "--key",
-            "alice.pub",
-            "alice",
-            &pinned,
-        ],
-    );
+    add_signer(&alice, "alice", &pinned);
     ok(&alice, &["trust", "sign", &format!("{pinned}:v1")]);
     let (_, v) = post(
         &server,

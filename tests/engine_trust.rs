@@ -48,6 +48,17 @@ fn load(user: &Docker, engine: &Engine, image: &Image, name: &str) {
     ok(user, engine, false, &["load", "-i", tar.to_str().unwrap()]);
 }
 
+/// `DOCKER_CONTENT_TRUST=1 docker push IMAGE`: it must sign.
+fn trusted_push(user: &Docker, engine: &Engine, image: &str) -> Run {
+    let r = ok(user, engine, true, &["push", image]);
+    assert!(
+        r.stdout.contains("Signing and pushing trust metadata"),
+        "{}",
+        r.stdout
+    );
+    r
+}
+
 /// The manifest digest a push reported (`TAG: digest: sha256:… size: N`).
 fn pushed_digest(push: &Run) -> String {
     push.stdout
@@ -83,12 +94,7 @@ fn trusted_push_and_pull_through_a_real_engine() {
 
     // Trusted push: the engine pushes, the CLI signs the digest it reported.
     load(&alice, &engine, &signed, &format!("{repo}:v1"));
-    let r = ok(&alice, &engine, true, &["push", &format!("{repo}:v1")]);
-    assert!(
-        r.stdout.contains("Signing and pushing trust metadata"),
-        "{}",
-        r.stdout
-    );
+    let r = trusted_push(&alice, &engine, &format!("{repo}:v1"));
     // (The engine pushes its own manifest of the image: the digest is the engine's.)
     let v1 = pushed_digest(&r);
     let verified = alice.run_program(
@@ -168,12 +174,7 @@ fn trusted_push_and_pull_through_a_real_engine() {
     );
     let third = Image::new("engine-bob", "amd64", 4096);
     load(&bob, &engine, &third, &format!("{repo}:v2"));
-    let r = ok(&bob, &engine, true, &["push", &format!("{repo}:v2")]);
-    assert!(
-        r.stdout.contains("Signing and pushing trust metadata"),
-        "{}",
-        r.stdout
-    );
+    let r = trusted_push(&bob, &engine, &format!("{repo}:v2"));
     let v2_digest = pushed_digest(&r);
     let inspect: serde_json::Value =
         serde_json::from_str(&ok(&alice, &engine, false, &["trust", "inspect", &repo]).stdout)

@@ -43,17 +43,25 @@ pub fn run(args: AdmissionArgs) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", args.config.display()))?;
     let _log = super::server::init_logging(false);
     keys::store::create_private_dir(&args.data_dir).map_err(|e| e.to_string())?;
-    let files = match (args.tls_cert, args.tls_key) {
-        (Some(cert), Some(key)) => server::tls::TlsFiles {
-            ca: None,
-            cert,
-            key,
-        },
-        _ => server::tls::ensure_generated(&args.data_dir.join("tls"), &args.tls_san)
-            .map_err(|e| e.to_string())?,
+    // Generated files are renewed while running (the CA is here); the operator's are
+    // loaded again when they change.
+    let (files, generated) = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => (
+            server::tls::TlsFiles {
+                ca: None,
+                cert,
+                key,
+            },
+            None,
+        ),
+        _ => (
+            server::tls::ensure_generated(&args.data_dir.join("tls"), &args.tls_san)
+                .map_err(|e| e.to_string())?,
+            Some(args.tls_san.clone()),
+        ),
     };
-    let served = server::tls::Served::load(files.clone(), None).map_err(|e| e.to_string())?;
-    let tls = server::tls::server_config(Arc::new(served)).map_err(|e| e.to_string())?;
+    let served =
+        Arc::new(server::tls::Served::load(files.clone(), generated).map_err(|e| e.to_string())?);
     let adm = server::admission::Admission::new(&settings, &args.data_dir.join("admission"));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -75,12 +83,12 @@ pub fn run(args: AdmissionArgs) -> Result<(), String> {
         server::admission::serve_alone(
             listener,
             adm,
-            Some(tls),
+            Some(served),
             1024,
             std::time::Duration::from_secs(10),
             shutdown,
         )
-        .await;
-        Ok(())
+        .await
+        .map_err(|e| e.to_string())
     })
 }

@@ -177,19 +177,25 @@ pub async fn review(adm: &Admission, req: Request, mutate: bool) -> Response {
 }
 
 /// `notarium admission`: the same routes as their own process, on `listener` (TLS when
-/// `tls` is given) until `shutdown`; at most `max_connections` at once, a TLS handshake
-/// and a request head each bounded by `timeout`.
+/// `tls` is given: its certificate renewed or reloaded hourly, as `notarium server`'s)
+/// until `shutdown`; at most `max_connections` at once, a TLS handshake and a request
+/// head each bounded by `timeout`.
 pub async fn serve_alone(
     listener: tokio::net::TcpListener,
     adm: Admission,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<Arc<crate::tls::Served>>,
     max_connections: usize,
     timeout: std::time::Duration,
     shutdown: impl std::future::Future<Output = ()>,
-) {
+) -> Result<(), crate::tls::TlsError> {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     let slots = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
-    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let acceptor = match &tls {
+        Some(served) => Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(
+            served.clone(),
+        )?)),
+        None => None,
+    };
     let refresh = {
         let v = adm.verifier.clone();
         tokio::spawn(async move {
@@ -200,6 +206,21 @@ pub async fn serve_alone(
             }
         })
     };
+    let renew = tls.map(|served| {
+        tokio::spawn(async move {
+            let mut warned = None;
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                let s = served.clone();
+                warned = tokio::task::spawn_blocking(move || {
+                    crate::check_tls(&s, &mut warned);
+                    warned
+                })
+                .await
+                .unwrap_or(None);
+            }
+        })
+    });
     tokio::pin!(shutdown);
     loop {
         let (stream, _) = tokio::select! {
@@ -242,4 +263,8 @@ pub async fn serve_alone(
         });
     }
     refresh.abort();
+    if let Some(r) = renew {
+        r.abort();
+    }
+    Ok(())
 }

@@ -331,7 +331,7 @@ fn warn_near_end(cert: &std::path::Path) {
 
 /// Look at the served TLS certificate: renew a generated one near its end, load changed
 /// files, log a configured one near its end (once a day at most).
-fn check_tls(served: &tls::Served, last_warning: &mut Option<tokio::time::Instant>) {
+pub(crate) fn check_tls(served: &tls::Served, last_warning: &mut Option<tokio::time::Instant>) {
     match served.check() {
         Ok(true) => tracing::info!(
             "TLS certificate {} loaded; served from the next connection on",

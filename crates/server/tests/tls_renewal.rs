@@ -13,6 +13,21 @@ use std::time::{Duration, Instant};
 use notarium_testkit::server::Options;
 use notarium_testkit::TestServer;
 
+/// `openssl req -x509` for a new P-256 key (unencrypted), with `args` after.
+fn new_ec_certificate(args: &[&str]) {
+    let mut all = vec![
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    all.extend_from_slice(args);
+    openssl(&all);
+}
+
 fn openssl(args: &[&str]) {
     let o = Command::new("openssl")
         .args(args)
@@ -32,14 +47,7 @@ fn issue(dir: &Path, ca_crt: &Path, ca_key: &Path, name: &str, days: u32) -> (Pa
         dir.join(format!("{name}.crt")),
         dir.join(format!("{name}.key")),
     );
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
+    new_ec_certificate(&[
         "-subj",
         &format!("/CN={name}"),
         "-addext",
@@ -153,14 +161,7 @@ fn a_configured_certificate_replaced_on_disk_is_served_without_a_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let (ca_crt, ca_key) = (dir.join("ca.crt"), dir.join("ca.key"));
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
+    new_ec_certificate(&[
         "-subj",
         "/CN=operator CA",
         "-days",
